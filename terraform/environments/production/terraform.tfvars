@@ -1,0 +1,12 @@
+project_id                = "dta-wide-production"
+region                    = "europe-west3"
+access_policy_id          = "000000000000"
+api_domain                = "api.dta-wide.example"
+github_repository         = "dta-wide/dta-wide"
+developers_group          = "dta-wide-developers@dta-wide.example"
+db_admins_group           = "dta-wide-db-admins@dta-wide.example"
+db_access_approvers_group = "dta-wide-db-approvers@dta-wide.example"
+sql_tier                  = "db-custom-2-7680"
+redis_memory_size_gb      = 5
+slack_channel_name        = "dta-wide-alerts"
+deletion_protection       = true

@@ -1,0 +1,33 @@
+# Container images, one per function, in Frankfurt. Tags are immutable: the pipeline deploys
+# by digest and a tag never moves to other bytes.
+resource "google_artifact_registry_repository" "images" {
+  repository_id = "dta-wide"
+  project       = var.project_id
+  location      = var.region
+  format        = "DOCKER"
+  description   = "dta-wide function images"
+  kms_key_name  = google_kms_crypto_key.keys["registry"].id
+  labels        = local.labels
+
+  docker_config {
+    immutable_tags = true
+  }
+
+  cleanup_policies {
+    id     = "keep-recent"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = 30
+    }
+  }
+
+  depends_on = [google_kms_crypto_key_iam_member.service_agents]
+}
+
+resource "google_artifact_registry_repository_iam_member" "ci_writer" {
+  project    = var.project_id
+  location   = var.region
+  repository = google_artifact_registry_repository.images.name
+  role       = "roles/artifactregistry.writer"
+  member     = "serviceAccount:${google_service_account.ci_cd.email}"
+}
