@@ -1,0 +1,18 @@
+//! Platform shim and shared domain for every dta-wide function: configuration, telemetry,
+//! HTTP serving, the API error body, authentication, the PostgreSQL pool and the sleep-diary model.
+
+pub mod auth;
+pub mod config;
+pub mod diary;
+pub mod error;
+pub mod questionnaire;
+pub mod telemetry;
+
+#[cfg(feature = "db")]
+pub mod db;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "http")]
+pub mod openapi;
+#[cfg(feature = "testkit")]
+pub mod testkit;

@@ -1,0 +1,45 @@
+//! Test helpers shared by the functions' tests (feature `testkit`, dev-only).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::auth::JwtKeys;
+
+/// Issuer and audience the test keys use.
+pub const ISSUER: &str = "dta-wide-auth";
+/// Audience of the test keys.
+pub const AUDIENCE: &str = "dta-wide-api";
+
+/// A key ring for tests (not used anywhere else).
+pub fn jwt_keys() -> Arc<JwtKeys> {
+    let keys = vec![("test-1".to_owned(), b"test-only-key-0123456789abcdef0123456789".to_vec())];
+    Arc::new(JwtKeys::new(&keys, ISSUER, AUDIENCE, Duration::from_secs(30)).expect("test keys"))
+}
+
+/// `Authorization` header value for a user.
+pub fn bearer(keys: &JwtKeys, user: Uuid) -> String {
+    format!("Bearer {}", keys.sign(user, Duration::from_secs(600), None))
+}
+
+/// Inserts a user row so foreign keys hold; returns its id.
+pub async fn user(pool: &sqlx::PgPool) -> Uuid {
+    let id = Uuid::new_v4();
+    sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, 'x')")
+        .bind(id)
+        .bind(format!("{id}@example.test"))
+        .execute(pool)
+        .await
+        .expect("insert test user");
+    id
+}
+
+/// Reads a response body as JSON.
+pub async fn json_body(res: axum::response::Response) -> serde_json::Value {
+    use http_body_util::BodyExt;
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+    })
+}

@@ -1,0 +1,457 @@
+//! `sleep-diary`: HTTPS API for Consensus Sleep Diary entries (create idempotently, edit within
+//! a window, delete, list by night) with per-night metrics. Called by the app through the load
+//! balancer at `/v1/sleep-logs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRef, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use chrono::{DateTime, NaiveDate, Utc};
+use common::auth::JwtKeys;
+use common::config::{DbConfig, HttpConfig, JwtConfig, PlatformConfig};
+use common::diary::{DiaryEntry, DiaryInput, LocalInstant, NightMetrics};
+use common::error::Problem;
+use common::http::{ApiJson, ApiQuery, AuthUser};
+use common::openapi::{ApiRouter, BearerAuth};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, Row};
+use utoipa::OpenApi;
+use uuid::Uuid;
+
+/// Configuration, from the environment.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "sleep-diary", about = "Sleep diary HTTP service")]
+pub struct Config {
+    #[command(flatten)]
+    pub platform: PlatformConfig,
+    #[command(flatten)]
+    pub http: HttpConfig,
+    #[command(flatten)]
+    pub db: DbConfig,
+    #[command(flatten)]
+    pub jwt: JwtConfig,
+    /// Days after creation during which an entry may still be edited (limits retrospective
+    /// changes; REFERENCE §2.3, MiNap default 7).
+    #[arg(long, env = "DIARY_EDIT_WINDOW_DAYS", default_value_t = 7)]
+    pub edit_window_days: u32,
+}
+
+/// State built once in `run` and shared by every request.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub keys: Arc<JwtKeys>,
+    pub edit_window: chrono::Duration,
+}
+
+impl FromRef<AppState> for Arc<JwtKeys> {
+    fn from_ref(state: &AppState) -> Self {
+        state.keys.clone()
+    }
+}
+
+/// Errors of this function.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 4xx: returned to the client as it is.
+    #[error(transparent)]
+    Client(#[from] Problem),
+    /// 503 when the database is unreachable, else 500; the cause is logged, not returned.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// Result of a handler.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        match self {
+            Error::Client(p) => p.into_response(),
+            Error::Db(e) => {
+                tracing::error!(error = %e, "database error");
+                if common::db::is_transient(&e) {
+                    Problem::unavailable().into_response()
+                } else {
+                    Problem::internal().into_response()
+                }
+            }
+        }
+    }
+}
+
+/// Starts the service: connects, serves until SIGTERM/SIGINT, closes the pool.
+pub async fn run(config: Config) -> anyhow_like::Result<()> {
+    let keys = Arc::new(JwtKeys::from_config(&config.jwt)?);
+    let pool = common::db::connect(&config.db).await?;
+    let state = AppState {
+        pool: pool.clone(),
+        keys,
+        edit_window: chrono::Duration::days(i64::from(config.edit_window_days)),
+    };
+    let app = app(state, Duration::from_secs(config.http.request_timeout_secs));
+    common::http::serve(app, &config.http).await?;
+    pool.close().await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// A boxed error for start-up failures.
+pub mod anyhow_like {
+    /// Start-up result.
+    pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// The routes, documented in [`ApiDoc`].
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .post("/v1/sleep-logs", create)
+        .get("/v1/sleep-logs", list)
+        .get("/v1/sleep-logs/{id}", get_one)
+        .put("/v1/sleep-logs/{id}", update)
+        .delete("/v1/sleep-logs/{id}", remove)
+        .get("/openapi.json", openapi)
+        .get("/healthz", healthz)
+}
+
+/// The service with the platform layers.
+pub fn app(state: AppState, request_timeout: Duration) -> Router {
+    common::http::platform(routes().into_router().with_state(state), request_timeout)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "dta-wide sleep-diary", version = "1"),
+    paths(create, list, get_one, update, remove, openapi, healthz),
+    components(schemas(DiaryInput, EntryView, NightMetrics, Problem, common::diary::NapInput, common::diary::IntakeInput, common::diary::MedicationInput)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+/// A stored entry as the API returns it; times carry the offset the user was on.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EntryView {
+    pub id: Uuid,
+    /// Local date of the final awakening.
+    pub night: NaiveDate,
+    pub zone: String,
+    pub into_bed: String,
+    pub lights_out: String,
+    pub sol_min: u32,
+    pub awakenings: u32,
+    pub waso_min: u32,
+    pub final_awakening: String,
+    pub out_of_bed: String,
+    pub quality: Option<u8>,
+    pub naps: Vec<common::diary::NapInput>,
+    pub caffeine: Vec<common::diary::IntakeInput>,
+    pub alcohol: Vec<common::diary::IntakeInput>,
+    pub medication: Vec<common::diary::MedicationInput>,
+    pub comment: Option<String>,
+    pub metrics: NightMetrics,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Night range of a listing, both inclusive.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct NightRange {
+    /// First night (local date of the final awakening).
+    pub from: NaiveDate,
+    /// Last night.
+    pub to: NaiveDate,
+}
+
+/// Longest listing range, so one request stays cheap.
+pub const MAX_RANGE_DAYS: i64 = 366;
+
+const SELECT: &str = "SELECT id, night, zone, into_bed, into_bed_offset, lights_out, lights_out_offset, \
+    final_awakening, final_awakening_offset, out_of_bed, out_of_bed_offset, sol_min, awakenings, waso_min, \
+    tib_min, tst_min, twak_min, se_pct, nap_min, input, created_at, updated_at FROM diary_entries";
+
+fn view(row: &sqlx::postgres::PgRow) -> Result<EntryView> {
+    let at = |col: &str, off: &str| -> Result<String> {
+        Ok(LocalInstant::from_parts(row.try_get(col)?, row.try_get(off)?).to_rfc3339())
+    };
+    let input: DiaryInput = serde_json::from_value(row.try_get("input")?)
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    Ok(EntryView {
+        id: row.try_get("id")?,
+        night: row.try_get("night")?,
+        zone: row.try_get("zone")?,
+        into_bed: at("into_bed", "into_bed_offset")?,
+        lights_out: at("lights_out", "lights_out_offset")?,
+        sol_min: input.sol_min,
+        awakenings: input.awakenings,
+        waso_min: input.waso_min,
+        final_awakening: at("final_awakening", "final_awakening_offset")?,
+        out_of_bed: at("out_of_bed", "out_of_bed_offset")?,
+        quality: input.quality,
+        naps: input.naps,
+        caffeine: input.caffeine,
+        alcohol: input.alcohol,
+        medication: input.medication,
+        comment: input.comment,
+        metrics: NightMetrics {
+            tib_min: i64::from(row.try_get::<i32, _>("tib_min")?),
+            tst_min: i64::from(row.try_get::<i32, _>("tst_min")?),
+            sol_min: i64::from(row.try_get::<i32, _>("sol_min")?),
+            waso_min: i64::from(row.try_get::<i32, _>("waso_min")?),
+            nwak: i64::from(row.try_get::<i32, _>("awakenings")?),
+            twak_min: i64::from(row.try_get::<i32, _>("twak_min")?),
+            se_pct: row.try_get("se_pct")?,
+            nap_min: i64::from(row.try_get::<i32, _>("nap_min")?),
+        },
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// The input as stored: the id is the row key, not part of the compared content.
+fn stored_input(input: &DiaryInput) -> serde_json::Value {
+    let mut copy = input.clone();
+    copy.id = None;
+    serde_json::to_value(copy).unwrap_or_default()
+}
+
+fn to_i32(v: i64) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+/// Create an entry. Idempotent on the client-supplied `id`: the same body again answers 200
+/// with the stored entry; another body under the same id answers 409.
+#[utoipa::path(post, path = "/v1/sleep-logs", request_body = DiaryInput,
+    responses(
+        (status = 201, description = "Created", body = EntryView),
+        (status = 200, description = "Same entry sent again; nothing changed", body = EntryView),
+        (status = 409, description = "The id is already used for other content", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid entry; `field` names the item", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(input): ApiJson<DiaryInput>,
+) -> Result<Response> {
+    let id = input
+        .id
+        .ok_or_else(|| Problem::validation("id", "a client-generated UUID is required"))?;
+    let entry = DiaryEntry::parse(&input)?;
+    let m = entry.metrics();
+    let stored = stored_input(&input);
+    let inserted = sqlx::query(
+        "INSERT INTO diary_entries (id, user_id, night, zone, into_bed, into_bed_offset, lights_out, lights_out_offset, \
+         final_awakening, final_awakening_offset, out_of_bed, out_of_bed_offset, sol_min, awakenings, waso_min, \
+         tib_min, tst_min, twak_min, se_pct, nap_min, input) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21) \
+         ON CONFLICT (id) DO NOTHING RETURNING id",
+    )
+    .bind(id)
+    .bind(user.user_id)
+    .bind(entry.night())
+    .bind(entry.zone.name())
+    .bind(entry.into_bed.utc)
+    .bind(entry.into_bed.offset.local_minus_utc())
+    .bind(entry.lights_out.utc)
+    .bind(entry.lights_out.offset.local_minus_utc())
+    .bind(entry.final_awakening.utc)
+    .bind(entry.final_awakening.offset.local_minus_utc())
+    .bind(entry.out_of_bed.utc)
+    .bind(entry.out_of_bed.offset.local_minus_utc())
+    .bind(to_i32(m.sol_min))
+    .bind(to_i32(m.nwak))
+    .bind(to_i32(m.waso_min))
+    .bind(to_i32(m.tib_min))
+    .bind(to_i32(m.tst_min))
+    .bind(to_i32(m.twak_min))
+    .bind(m.se_pct)
+    .bind(to_i32(m.nap_min))
+    .bind(&stored)
+    .fetch_optional(&state.pool)
+    .await?;
+    let row = sqlx::query(&format!("{SELECT} WHERE id = $1 AND user_id = $2"))
+        .bind(id)
+        .bind(user.user_id)
+        .fetch_optional(&state.pool)
+        .await?;
+    let conflict = || Problem::conflict("this id is already used for another entry; use PUT to edit");
+    let row = row.ok_or_else(conflict)?;
+    if inserted.is_some() {
+        return Ok((StatusCode::CREATED, Json(view(&row)?)).into_response());
+    }
+    let existing: serde_json::Value = row.try_get("input")?;
+    if existing == stored {
+        Ok((StatusCode::OK, Json(view(&row)?)).into_response())
+    } else {
+        Err(conflict().into())
+    }
+}
+
+/// List the caller's entries whose night lies in `[from, to]`, ordered by night.
+#[utoipa::path(get, path = "/v1/sleep-logs", params(NightRange),
+    responses(
+        (status = 200, description = "Entries", body = Vec<EntryView>),
+        (status = 422, description = "Bad range", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(range): ApiQuery<NightRange>,
+) -> Result<Json<Vec<EntryView>>> {
+    if range.to < range.from {
+        return Err(Problem::validation("to", "to is before from").into());
+    }
+    if (range.to - range.from).num_days() >= MAX_RANGE_DAYS {
+        return Err(Problem::validation("to", format!("a range covers at most {MAX_RANGE_DAYS} nights")).into());
+    }
+    let rows = sqlx::query(&format!(
+        "{SELECT} WHERE user_id = $1 AND night BETWEEN $2 AND $3 ORDER BY night, into_bed"
+    ))
+    .bind(user.user_id)
+    .bind(range.from)
+    .bind(range.to)
+    .fetch_all(&state.pool)
+    .await?;
+    rows.iter().map(view).collect::<Result<Vec<_>>>().map(Json)
+}
+
+/// One of the caller's entries; 404 for ids of other users.
+#[utoipa::path(get, path = "/v1/sleep-logs/{id}", params(("id" = Uuid, Path, description = "Entry id")),
+    responses(
+        (status = 200, description = "Entry", body = EntryView),
+        (status = 404, description = "No such entry for this user", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn get_one(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<EntryView>> {
+    let id = parse_id(&id)?;
+    let row = sqlx::query(&format!("{SELECT} WHERE id = $1 AND user_id = $2"))
+        .bind(id)
+        .bind(user.user_id)
+        .fetch_optional(&state.pool)
+        .await?
+        .ok_or_else(Problem::not_found)?;
+    Ok(Json(view(&row)?))
+}
+
+fn parse_id(id: &str) -> Result<Uuid> {
+    // A malformed id cannot name anything the caller owns.
+    Uuid::parse_str(id).map_err(|_| Problem::not_found().into())
+}
+
+/// Replace one of the caller's entries, within the edit window.
+#[utoipa::path(put, path = "/v1/sleep-logs/{id}", params(("id" = Uuid, Path, description = "Entry id")), request_body = DiaryInput,
+    responses(
+        (status = 200, description = "Updated", body = EntryView),
+        (status = 404, description = "No such entry for this user", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Edit window closed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid entry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn update(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<DiaryInput>,
+) -> Result<Json<EntryView>> {
+    let id = parse_id(&id)?;
+    if input.id.is_some_and(|body_id| body_id != id) {
+        return Err(Problem::validation("id", "the id in the body differs from the path").into());
+    }
+    let entry = DiaryEntry::parse(&input)?;
+    let m = entry.metrics();
+    let mut tx = state.pool.begin().await?;
+    let created: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT created_at FROM diary_entries WHERE id = $1 AND user_id = $2 FOR UPDATE")
+            .bind(id)
+            .bind(user.user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let created = created.ok_or_else(Problem::not_found)?;
+    if Utc::now() - created > state.edit_window {
+        return Err(Problem::new(409, "edit_window_closed", format!(
+            "entries can be edited for {} days after they were created",
+            state.edit_window.num_days()
+        ))
+        .into());
+    }
+    sqlx::query(
+        "UPDATE diary_entries SET night=$3, zone=$4, into_bed=$5, into_bed_offset=$6, lights_out=$7, lights_out_offset=$8, \
+         final_awakening=$9, final_awakening_offset=$10, out_of_bed=$11, out_of_bed_offset=$12, sol_min=$13, awakenings=$14, \
+         waso_min=$15, tib_min=$16, tst_min=$17, twak_min=$18, se_pct=$19, nap_min=$20, input=$21, updated_at=now() \
+         WHERE id=$1 AND user_id=$2",
+    )
+    .bind(id)
+    .bind(user.user_id)
+    .bind(entry.night())
+    .bind(entry.zone.name())
+    .bind(entry.into_bed.utc)
+    .bind(entry.into_bed.offset.local_minus_utc())
+    .bind(entry.lights_out.utc)
+    .bind(entry.lights_out.offset.local_minus_utc())
+    .bind(entry.final_awakening.utc)
+    .bind(entry.final_awakening.offset.local_minus_utc())
+    .bind(entry.out_of_bed.utc)
+    .bind(entry.out_of_bed.offset.local_minus_utc())
+    .bind(to_i32(m.sol_min))
+    .bind(to_i32(m.nwak))
+    .bind(to_i32(m.waso_min))
+    .bind(to_i32(m.tib_min))
+    .bind(to_i32(m.tst_min))
+    .bind(to_i32(m.twak_min))
+    .bind(m.se_pct)
+    .bind(to_i32(m.nap_min))
+    .bind(stored_input(&input))
+    .execute(&mut *tx)
+    .await?;
+    let row = sqlx::query(&format!("{SELECT} WHERE id = $1"))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Json(view(&row)?))
+}
+
+/// Delete one of the caller's entries.
+#[utoipa::path(delete, path = "/v1/sleep-logs/{id}", params(("id" = Uuid, Path, description = "Entry id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such entry for this user", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+async fn remove(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let id = parse_id(&id)?;
+    let done = sqlx::query("DELETE FROM diary_entries WHERE id = $1 AND user_id = $2")
+        .bind(id)
+        .bind(user.user_id)
+        .execute(&state.pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(Problem::not_found().into());
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// This service's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI document")))]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// Liveness: the process serves requests.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "Serving")))]
+async fn healthz() -> &'static str {
+    "ok"
+}

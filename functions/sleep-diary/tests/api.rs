@@ -1,0 +1,190 @@
+//! The sleep-diary API against a real PostgreSQL (one fresh database per test).
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use common::testkit;
+use serde_json::{Value, json};
+use sleep_diary::{ApiDoc, AppState, app, routes};
+use sqlx::PgPool;
+use tower::ServiceExt;
+use utoipa::OpenApi;
+use uuid::Uuid;
+
+fn state(pool: PgPool) -> AppState {
+    AppState {
+        pool,
+        keys: testkit::jwt_keys(),
+        edit_window: chrono::Duration::days(7),
+    }
+}
+
+async fn call(state: &AppState, method: &str, uri: &str, user: Option<Uuid>, body: Option<Value>) -> (StatusCode, String, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(u) = user {
+        req = req.header(header::AUTHORIZATION, testkit::bearer(&state.keys, u));
+    }
+    let body = match body {
+        Some(b) => {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+            Body::from(b.to_string())
+        }
+        None => Body::empty(),
+    };
+    let res = app(state.clone(), Duration::from_secs(10))
+        .oneshot(req.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = res.status();
+    let ctype = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, ctype, testkit::json_body(res).await)
+}
+
+/// REFERENCE §2.5 N2: the spring DST night in Europe/Berlin.
+fn spring_night(id: Uuid) -> Value {
+    json!({
+        "id": id,
+        "zone": "Europe/Berlin",
+        "into_bed": "2025-03-29T23:00:00+01:00",
+        "lights_out": "2025-03-29T23:15:00+01:00",
+        "sol_min": 20,
+        "awakenings": 1,
+        "waso_min": 15,
+        "final_awakening": "2025-03-30T06:30:00+02:00",
+        "out_of_bed": "2025-03-30T07:00:00+02:00",
+        "quality": 3,
+        "naps": [{"start": "2025-03-29T14:00:00+01:00", "end": "2025-03-29T14:20:00+01:00"}],
+        "caffeine": [{"time": "2025-03-29T09:00:00+01:00", "servings": 2}],
+    })
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn dst_night_is_stored_with_metrics_from_instants(pool: PgPool) {
+    let s = state(pool.clone());
+    let user = testkit::user(&pool).await;
+    let id = Uuid::new_v4();
+    let (status, _, body) = call(&s, "POST", "/v1/sleep-logs", Some(user), Some(spring_night(id))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["night"], "2025-03-30");
+    assert_eq!(body["metrics"]["tib_min"], 420);
+    assert_eq!(body["metrics"]["tst_min"], 340);
+    assert_eq!(body["metrics"]["se_pct"], 81.0);
+    assert_eq!(body["metrics"]["nap_min"], 20);
+    assert_eq!(body["out_of_bed"], "2025-03-30T07:00:00+02:00");
+
+    let (status, _, list) = call(&s, "GET", "/v1/sleep-logs?from=2025-03-30&to=2025-03-30", Some(user), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["metrics"]["tib_min"], 420);
+    let (_, _, none) = call(&s, "GET", "/v1/sleep-logs?from=2025-03-31&to=2025-04-30", Some(user), None).await;
+    assert_eq!(none, json!([]));
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn create_is_idempotent_on_the_client_id(pool: PgPool) {
+    let s = state(pool.clone());
+    let user = testkit::user(&pool).await;
+    let id = Uuid::new_v4();
+    let (first, _, a) = call(&s, "POST", "/v1/sleep-logs", Some(user), Some(spring_night(id))).await;
+    let (again, _, b) = call(&s, "POST", "/v1/sleep-logs", Some(user), Some(spring_night(id))).await;
+    assert_eq!((first, again), (StatusCode::CREATED, StatusCode::OK));
+    assert_eq!(a, b);
+    let mut changed = spring_night(id);
+    changed["sol_min"] = json!(25);
+    let (status, ctype, p) = call(&s, "POST", "/v1/sleep-logs", Some(user), Some(changed)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(ctype, "application/problem+json");
+    assert_eq!(p["code"], "conflict");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM diary_entries").fetch_one(&pool).await.unwrap();
+    assert_eq!(count, 1);
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn another_user_gets_404_and_never_sees_the_entry(pool: PgPool) {
+    let s = state(pool.clone());
+    let a = testkit::user(&pool).await;
+    let b = testkit::user(&pool).await;
+    let id = Uuid::new_v4();
+    let (status, _, _) = call(&s, "POST", "/v1/sleep-logs", Some(a), Some(spring_night(id))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let uri = format!("/v1/sleep-logs/{id}");
+    assert_eq!(call(&s, "GET", &uri, Some(b), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(&s, "PUT", &uri, Some(b), Some(spring_night(id))).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(call(&s, "DELETE", &uri, Some(b), None).await.0, StatusCode::NOT_FOUND);
+    let (_, _, list) = call(&s, "GET", "/v1/sleep-logs?from=2025-01-01&to=2025-12-31", Some(b), None).await;
+    assert_eq!(list, json!([]));
+    // B re-using A's id cannot overwrite it either.
+    assert_eq!(call(&s, "POST", "/v1/sleep-logs", Some(b), Some(spring_night(id))).await.0, StatusCode::CONFLICT);
+    let (status, _, mine) = call(&s, "GET", &uri, Some(a), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(mine["id"], json!(id));
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn bad_input_is_a_problem_naming_the_field(pool: PgPool) {
+    let s = state(pool.clone());
+    let user = testkit::user(&pool).await;
+    let cases: Vec<(Value, u16, &str)> = vec![
+        ({ let mut v = spring_night(Uuid::new_v4()); v["final_awakening"] = json!("2025-03-30T02:30:00"); v }, 422, "final_awakening"),
+        ({ let mut v = spring_night(Uuid::new_v4()); v["waso_min"] = json!(500); v }, 422, "waso_min"),
+        ({ let mut v = spring_night(Uuid::new_v4()); v["sol_min"] = json!(-5); v }, 422, "sol_min"),
+        ({ let mut v = spring_night(Uuid::new_v4()); v.as_object_mut().unwrap().remove("out_of_bed"); v }, 422, "out_of_bed"),
+        ({ let mut v = spring_night(Uuid::new_v4()); v["surprise"] = json!(1); v }, 422, "surprise"),
+        ({ let mut v = spring_night(Uuid::new_v4()); v["naps"][0]["end"] = json!("2025-03-29T13:00:00+01:00"); v }, 422, "naps[0].end"),
+        ({ let mut v = spring_night(Uuid::new_v4()); v.as_object_mut().unwrap().remove("id"); v }, 422, "id"),
+        ({ let mut v = spring_night(Uuid::new_v4()); v["zone"] = json!("Europe/Atlantis"); v }, 422, "zone"),
+    ];
+    for (body, status, field) in cases {
+        let (got, ctype, p) = call(&s, "POST", "/v1/sleep-logs", Some(user), Some(body)).await;
+        assert_eq!(got.as_u16(), status, "{p}");
+        assert_eq!(ctype, "application/problem+json");
+        assert_eq!(p["field"], field, "{p}");
+    }
+    let (status, _, _) = call(&s, "POST", "/v1/sleep-logs", None, Some(spring_night(Uuid::new_v4()))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM diary_entries").fetch_one(&pool).await.unwrap();
+    assert_eq!(count, 0, "nothing half-written");
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn edit_recomputes_and_delete_removes(pool: PgPool) {
+    let s = state(pool.clone());
+    let user = testkit::user(&pool).await;
+    let id = Uuid::new_v4();
+    call(&s, "POST", "/v1/sleep-logs", Some(user), Some(spring_night(id))).await;
+    let mut edited = spring_night(id);
+    edited["sol_min"] = json!(40);
+    let (status, _, body) = call(&s, "PUT", &format!("/v1/sleep-logs/{id}"), Some(user), Some(edited)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["metrics"]["tst_min"], 320);
+    assert_eq!(body["metrics"]["se_pct"], 76.2);
+    let (status, _, _) = call(&s, "DELETE", &format!("/v1/sleep-logs/{id}"), Some(user), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(call(&s, "GET", &format!("/v1/sleep-logs/{id}"), Some(user), None).await.0, StatusCode::NOT_FOUND);
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn edits_after_the_window_are_refused(pool: PgPool) {
+    let s = state(pool.clone());
+    let user = testkit::user(&pool).await;
+    let id = Uuid::new_v4();
+    call(&s, "POST", "/v1/sleep-logs", Some(user), Some(spring_night(id))).await;
+    sqlx::query("UPDATE diary_entries SET created_at = now() - interval '8 days'").execute(&pool).await.unwrap();
+    let (status, _, p) = call(&s, "PUT", &format!("/v1/sleep-logs/{id}"), Some(user), Some(spring_night(id))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(p["code"], "edit_window_closed");
+}
+
+#[test]
+fn every_served_route_is_in_the_openapi_document() {
+    let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let (missing, extra) = common::openapi::route_diff(&routes().routes(), &doc);
+    assert!(missing.is_empty(), "served but undocumented: {missing:?}");
+    assert!(extra.is_empty(), "documented but not served: {extra:?}");
+}
