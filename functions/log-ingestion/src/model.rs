@@ -1,7 +1,7 @@
 //! The normalised form every wearable parser produces, and the merged night.
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where a record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -39,7 +39,7 @@ pub enum SessionKind {
 }
 
 /// A labelled interval inside a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// In bed, not a statement about sleep (Apple `InBed`). Never counted as asleep.
@@ -64,7 +64,7 @@ impl Stage {
 }
 
 /// One interval of a session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segment {
     /// Label.
     pub stage: Stage,
@@ -101,7 +101,7 @@ pub struct Session {
 }
 
 /// Seconds per stage, as a source states them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageSeconds {
     /// Deep.
     pub deep: i64,

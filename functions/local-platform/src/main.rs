@@ -1,0 +1,31 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Local stand-in for the load balancer, and the demo.
+#[derive(Debug, clap::Parser)]
+#[command(name = "local-platform")]
+enum Command {
+    /// Serve the single local entry point.
+    Gateway(Box<local_platform::Config>),
+    /// Import the sample files for a demo user and print the nights.
+    Demo(local_platform::demo::DemoArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let result = match Command::parse() {
+        Command::Gateway(config) => {
+            common::telemetry::init(&config.platform);
+            local_platform::run(*config).await
+        }
+        Command::Demo(args) => local_platform::demo::run(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("local-platform: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
