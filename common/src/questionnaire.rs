@@ -6,6 +6,8 @@
 //! answer against its [`Definition`] → [`Definition::score`] → [`Score`] →
 //! [`fhir::observation`].
 
+#![allow(clippy::result_large_err)] // `Problem` is the API error body, built at most once per request.
+
 mod answers;
 mod definition;
 pub mod fhir;
@@ -23,7 +25,9 @@ pub mod who5;
 mod properties;
 
 pub use answers::{Answer, Answers, format_time, parse_time};
-pub use definition::{AnswerOption, BASE_URL, Band, Definition, Instrument, Item, ItemKind, Measure};
+pub use definition::{
+    AnswerOption, BASE_URL, Band, Definition, Instrument, Item, ItemKind, Measure,
+};
 pub use score::{BandRef, Component, Flag, FlagKind, Score};
 
 use crate::error::Problem;
@@ -85,7 +89,11 @@ pub(crate) mod testing {
     use super::*;
 
     /// Answers from parallel lists of linkIds and choice values, through the JSON parser.
-    pub fn answers_of(definition: &'static Definition, link_ids: &[&str], values: &[u8]) -> Result<Answers, Problem> {
+    pub fn answers_of(
+        definition: &'static Definition,
+        link_ids: &[&str],
+        values: &[u8],
+    ) -> Result<Answers, Problem> {
         assert_eq!(link_ids.len(), values.len());
         let map: Map<String, Value> = link_ids
             .iter()
@@ -124,7 +132,11 @@ mod tests {
         let mut codes = HashSet::new();
         for d in DEFINITIONS {
             for item in d.items {
-                assert!(link_ids.insert(item.link_id), "duplicate linkId {}", item.link_id);
+                assert!(
+                    link_ids.insert(item.link_id),
+                    "duplicate linkId {}",
+                    item.link_id
+                );
             }
             for code in std::iter::once(d.total.code)
                 .chain(d.components.iter().map(|m| m.code))
@@ -157,7 +169,12 @@ mod tests {
             (&who5::DEFINITION, &who5::ITEMS),
         ];
         for (d, ids) in lists {
-            let scored: Vec<&str> = d.items.iter().filter(|i| i.scored).map(|i| i.link_id).collect();
+            let scored: Vec<&str> = d
+                .items
+                .iter()
+                .filter(|i| i.scored)
+                .map(|i| i.link_id)
+                .collect();
             assert_eq!(scored, ids, "{}", d.id);
         }
     }
@@ -166,9 +183,17 @@ mod tests {
     fn canonical_references_resolve_with_and_without_version() {
         let url = "https://dta-wide.de/fhir/Questionnaire/phq-9";
         assert_eq!(by_canonical("questionnaire", url).unwrap().id, "phq-9-1");
-        assert_eq!(by_canonical("questionnaire", &format!("{url}|1")).unwrap().id, "phq-9-1");
+        assert_eq!(
+            by_canonical("questionnaire", &format!("{url}|1"))
+                .unwrap()
+                .id,
+            "phq-9-1"
+        );
         let err = by_canonical("questionnaire", &format!("{url}|9")).unwrap_err();
-        assert_eq!((err.status, err.field.as_deref()), (422, Some("questionnaire")));
+        assert_eq!(
+            (err.status, err.field.as_deref()),
+            (422, Some("questionnaire"))
+        );
     }
 
     #[test]
@@ -199,9 +224,22 @@ mod tests {
 
     #[test]
     fn wrong_types_are_a_422_naming_the_item() {
-        for value in [json!("2"), json!(2.0), json!(true), json!([2]), json!({"value": 2}), json!(-1), json!(u64::MAX)] {
-            let err = Answers::from_json(&gad7::DEFINITION, &json!({ "gad7-3": value })).unwrap_err();
-            assert_eq!((err.status, err.field.as_deref()), (422, Some("gad7-3")), "{value}");
+        for value in [
+            json!("2"),
+            json!(2.0),
+            json!(true),
+            json!([2]),
+            json!({"value": 2}),
+            json!(-1),
+            json!(u64::MAX),
+        ] {
+            let err =
+                Answers::from_json(&gad7::DEFINITION, &json!({ "gad7-3": value })).unwrap_err();
+            assert_eq!(
+                (err.status, err.field.as_deref()),
+                (422, Some("gad7-3")),
+                "{value}"
+            );
         }
     }
 
@@ -219,6 +257,12 @@ mod tests {
             assert_eq!(Instrument::parse("instrument", i.as_str()).unwrap(), i);
             assert_eq!(serde_json::to_value(i).unwrap(), json!(i.as_str()));
         }
-        assert_eq!(Instrument::parse("instrument", "PHQ9").unwrap_err().field.as_deref(), Some("instrument"));
+        assert_eq!(
+            Instrument::parse("instrument", "PHQ9")
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("instrument")
+        );
     }
 }

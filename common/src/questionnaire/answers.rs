@@ -159,7 +159,9 @@ pub fn format_time(secs: u32) -> String {
 pub fn parse_time(text: &str) -> Option<u32> {
     let parts: Vec<&str> = text.split(':').collect();
     if !(2..=3).contains(&parts.len())
-        || parts.iter().any(|p| p.len() != 2 || !p.bytes().all(|b| b.is_ascii_digit()))
+        || parts
+            .iter()
+            .any(|p| p.len() != 2 || !p.bytes().all(|b| b.is_ascii_digit()))
     {
         return None;
     }
@@ -227,7 +229,16 @@ mod tests {
         assert_eq!(parse_time("00:00"), Some(0));
         assert_eq!(parse_time("23:30"), Some(84_600));
         assert_eq!(parse_time("06:45:30"), Some(24_330));
-        for bad in ["24:00", "7:00", "07:60", "07", "07:00:00:00", "ab:cd", "", "07:00 "] {
+        for bad in [
+            "24:00",
+            "7:00",
+            "07:60",
+            "07",
+            "07:00:00:00",
+            "ab:cd",
+            "",
+            "07:00 ",
+        ] {
             assert_eq!(parse_time(bad), None, "{bad}");
         }
         assert_eq!(format_time(84_600), "23:30");

@@ -203,9 +203,7 @@ impl Definition {
 
     /// The band the (rounded) total falls in.
     pub fn band_for(&self, total: f64) -> Option<&'static Band> {
-        self.bands
-            .iter()
-            .find(|b| b.min <= total && total <= b.max)
+        self.bands.iter().find(|b| b.min <= total && total <= b.max)
     }
 
     /// Scores answers given for this definition.
@@ -224,12 +222,14 @@ impl Definition {
     }
 }
 
-impl AnswerOption {
-    /// Code of the option: its LOINC answer code where confirmed, else the ordinal value.
-    pub fn code(&self) -> String {
-        match self.loinc {
+impl Item {
+    /// Code of one of this item's options: its LOINC answer code where REFERENCE §4.2 confirms
+    /// one, else `{linkId}-{value}` in our answer CodeSystem (one concept per item and option,
+    /// so every code has exactly one display).
+    pub fn option_code(&self, option: &AnswerOption) -> String {
+        match option.loinc {
             Some(code) => code.to_owned(),
-            None => self.value.to_string(),
+            None => format!("{}-{}", self.link_id, option.value),
         }
     }
 }

@@ -8,7 +8,9 @@ use super::definition::{Band, Definition, Instrument, Item, ItemKind, Measure};
 use super::phq9::FREQUENCY;
 use super::score::{FlagKind, Score};
 
-pub const ITEMS: [&str; 7] = ["gad7-1", "gad7-2", "gad7-3", "gad7-4", "gad7-5", "gad7-6", "gad7-7"];
+pub const ITEMS: [&str; 7] = [
+    "gad7-1", "gad7-2", "gad7-3", "gad7-4", "gad7-5", "gad7-6", "gad7-7",
+];
 
 /// ≥ 10 → refer for assessment (REFERENCE §1.6, World Rugby; Spitzer 2006).
 const REFER_AT: f64 = 10.0;
@@ -36,12 +38,28 @@ pub static DEFINITION: Definition = Definition {
     loinc_panel: Some("69737-5"),
     items: &[
         item("gad7-1", "Feeling nervous, anxious, or on edge", "69725-0"),
-        item("gad7-2", "Not being able to stop or control worrying", "68509-9"),
-        item("gad7-3", "Worrying too much about different things", "69733-4"),
+        item(
+            "gad7-2",
+            "Not being able to stop or control worrying",
+            "68509-9",
+        ),
+        item(
+            "gad7-3",
+            "Worrying too much about different things",
+            "69733-4",
+        ),
         item("gad7-4", "Trouble relaxing", "69734-2"),
-        item("gad7-5", "Being so restless that it is hard to sit still", "69735-9"),
+        item(
+            "gad7-5",
+            "Being so restless that it is hard to sit still",
+            "69735-9",
+        ),
         item("gad7-6", "Becoming easily annoyed or irritable", "69689-8"),
-        item("gad7-7", "Feeling afraid, as if something awful might happen", "69736-7"),
+        item(
+            "gad7-7",
+            "Feeling afraid, as if something awful might happen",
+            "69736-7",
+        ),
     ],
     // Sum 0–21 (REFERENCE §1.6); total-score LOINC 70274-6 (REFERENCE §4.2).
     total: Measure {
@@ -55,10 +73,30 @@ pub static DEFINITION: Definition = Definition {
     components: &[],
     // Cut points 5/10/15 (REFERENCE §1.6); the 0–4 label is "minimal", not awell's "no anxiety".
     bands: &[
-        Band { code: "gad7-minimal", display: "Minimal anxiety", min: 0.0, max: 4.0 },
-        Band { code: "gad7-mild", display: "Mild anxiety", min: 5.0, max: 9.0 },
-        Band { code: "gad7-moderate", display: "Moderate anxiety", min: 10.0, max: 14.0 },
-        Band { code: "gad7-severe", display: "Severe anxiety", min: 15.0, max: 21.0 },
+        Band {
+            code: "gad7-minimal",
+            display: "Minimal anxiety",
+            min: 0.0,
+            max: 4.0,
+        },
+        Band {
+            code: "gad7-mild",
+            display: "Mild anxiety",
+            min: 5.0,
+            max: 9.0,
+        },
+        Band {
+            code: "gad7-moderate",
+            display: "Moderate anxiety",
+            min: 10.0,
+            max: 14.0,
+        },
+        Band {
+            code: "gad7-severe",
+            display: "Severe anxiety",
+            min: 15.0,
+            max: 21.0,
+        },
     ],
     algorithm: "gad-7@1.0.0",
     scorer: score,
@@ -101,7 +139,9 @@ mod tests {
     #[test]
     fn reference_vectors_score_as_published() {
         for (id, items, total, band) in VECTORS {
-            let score = DEFINITION.score(&answers_of(&DEFINITION, &ITEMS, items).unwrap()).unwrap();
+            let score = DEFINITION
+                .score(&answers_of(&DEFINITION, &ITEMS, items).unwrap())
+                .unwrap();
             assert_eq!(score.total, Some(*total), "{id}");
             assert_eq!(band_of(&score), Some(*band), "{id}");
             assert_eq!(score.has_flag("gad7-refer"), *total >= 10.0, "{id}");

@@ -8,10 +8,16 @@ use super::score::Score;
 
 /// Items 1–7 in the VA form's order; the JABFM 2013 primary-care version orders them
 /// differently (REFERENCE §1.1 note), so the order is pinned here, with the version.
-pub const ITEMS: [&str; 7] = ["isi-1", "isi-2", "isi-3", "isi-4", "isi-5", "isi-6", "isi-7"];
+pub const ITEMS: [&str; 7] = [
+    "isi-1", "isi-2", "isi-3", "isi-4", "isi-5", "isi-6", "isi-7",
+];
 
 const fn opt(value: u8, display: &'static str) -> AnswerOption {
-    AnswerOption { value, display, loinc: None }
+    AnswerOption {
+        value,
+        display,
+        loinc: None,
+    }
 }
 
 // 0–4 per item, no reverse-scored items (REFERENCE §1.1, VA form).
@@ -62,13 +68,21 @@ pub static DEFINITION: Definition = Definition {
         item("isi-1", "Difficulty falling asleep", SEVERITY),
         item("isi-2", "Difficulty staying asleep", SEVERITY),
         item("isi-3", "Problems waking up too early", SEVERITY),
-        item("isi-4", "How satisfied or dissatisfied are you with your current sleep pattern?", SATISFACTION),
+        item(
+            "isi-4",
+            "How satisfied or dissatisfied are you with your current sleep pattern?",
+            SATISFACTION,
+        ),
         item(
             "isi-5",
             "How noticeable to others do you think your sleep problem is in terms of impairing the quality of your life?",
             EXTENT,
         ),
-        item("isi-6", "How worried or distressed are you about your current sleep problem?", EXTENT),
+        item(
+            "isi-6",
+            "How worried or distressed are you about your current sleep problem?",
+            EXTENT,
+        ),
         item(
             "isi-7",
             "To what extent do you consider your sleep problem to interfere with your daily functioning?",
@@ -87,10 +101,30 @@ pub static DEFINITION: Definition = Definition {
     components: &[],
     // Bands 0–7 / 8–14 / 15–21 / 22–28 (REFERENCE §1.1: VA form, NINDS CDE).
     bands: &[
-        Band { code: "isi-none", display: "No clinically significant insomnia", min: 0.0, max: 7.0 },
-        Band { code: "isi-subthreshold", display: "Subthreshold insomnia", min: 8.0, max: 14.0 },
-        Band { code: "isi-moderate", display: "Clinical insomnia (moderate severity)", min: 15.0, max: 21.0 },
-        Band { code: "isi-severe", display: "Clinical insomnia (severe)", min: 22.0, max: 28.0 },
+        Band {
+            code: "isi-none",
+            display: "No clinically significant insomnia",
+            min: 0.0,
+            max: 7.0,
+        },
+        Band {
+            code: "isi-subthreshold",
+            display: "Subthreshold insomnia",
+            min: 8.0,
+            max: 14.0,
+        },
+        Band {
+            code: "isi-moderate",
+            display: "Clinical insomnia (moderate severity)",
+            min: 15.0,
+            max: 21.0,
+        },
+        Band {
+            code: "isi-severe",
+            display: "Clinical insomnia (severe)",
+            min: 22.0,
+            max: 28.0,
+        },
     ],
     algorithm: "isi@1.0.0",
     scorer: score,
@@ -124,7 +158,9 @@ mod tests {
     #[test]
     fn reference_vectors_score_as_published() {
         for (id, items, total, band) in VECTORS {
-            let score = DEFINITION.score(&answers_of(&DEFINITION, &ITEMS, items).unwrap()).unwrap();
+            let score = DEFINITION
+                .score(&answers_of(&DEFINITION, &ITEMS, items).unwrap())
+                .unwrap();
             assert_eq!(score.total, Some(*total), "{id}");
             assert_eq!(band_of(&score), Some(*band), "{id}");
             assert_eq!(score.algorithm, "isi@1.0.0", "{id}");

@@ -18,18 +18,50 @@ const SIGNIFICANT_AT: f64 = 10.0;
 
 /// 0–3 frequency over the last 2 weeks, LOINC answer list LL358-3 (REFERENCE §4.1, §4.2).
 pub const FREQUENCY: &[AnswerOption] = &[
-    AnswerOption { value: 0, display: "Not at all", loinc: Some("LA6568-5") },
-    AnswerOption { value: 1, display: "Several days", loinc: Some("LA6569-3") },
-    AnswerOption { value: 2, display: "More than half the days", loinc: Some("LA6570-1") },
-    AnswerOption { value: 3, display: "Nearly every day", loinc: Some("LA6571-9") },
+    AnswerOption {
+        value: 0,
+        display: "Not at all",
+        loinc: Some("LA6568-5"),
+    },
+    AnswerOption {
+        value: 1,
+        display: "Several days",
+        loinc: Some("LA6569-3"),
+    },
+    AnswerOption {
+        value: 2,
+        display: "More than half the days",
+        loinc: Some("LA6570-1"),
+    },
+    AnswerOption {
+        value: 3,
+        display: "Nearly every day",
+        loinc: Some("LA6571-9"),
+    },
 ];
 
 /// LOINC answer list LL359-1 for item 10 (REFERENCE §4.2); the values only order the options.
 const DIFFICULTY: &[AnswerOption] = &[
-    AnswerOption { value: 0, display: "Not difficult at all", loinc: Some("LA6572-7") },
-    AnswerOption { value: 1, display: "Somewhat difficult", loinc: Some("LA6573-5") },
-    AnswerOption { value: 2, display: "Very difficult", loinc: Some("LA6575-0") },
-    AnswerOption { value: 3, display: "Extremely difficult", loinc: Some("LA6574-3") },
+    AnswerOption {
+        value: 0,
+        display: "Not difficult at all",
+        loinc: Some("LA6572-7"),
+    },
+    AnswerOption {
+        value: 1,
+        display: "Somewhat difficult",
+        loinc: Some("LA6573-5"),
+    },
+    AnswerOption {
+        value: 2,
+        display: "Very difficult",
+        loinc: Some("LA6575-0"),
+    },
+    AnswerOption {
+        value: 3,
+        display: "Extremely difficult",
+        loinc: Some("LA6574-3"),
+    },
 ];
 
 const fn item(link_id: &'static str, text: &'static str, loinc: &'static str) -> Item {
@@ -55,9 +87,17 @@ pub static DEFINITION: Definition = Definition {
     // Panel and item codes confirmed in REFERENCE §4.2.
     loinc_panel: Some("44249-1"),
     items: &[
-        item("phq9-1", "Little interest or pleasure in doing things", "44250-9"),
+        item(
+            "phq9-1",
+            "Little interest or pleasure in doing things",
+            "44250-9",
+        ),
         item("phq9-2", "Feeling down, depressed, or hopeless", "44255-8"),
-        item("phq9-3", "Trouble falling or staying asleep, or sleeping too much", "44259-0"),
+        item(
+            "phq9-3",
+            "Trouble falling or staying asleep, or sleeping too much",
+            "44259-0",
+        ),
         item("phq9-4", "Feeling tired or having little energy", "44254-1"),
         item("phq9-5", "Poor appetite or overeating", "44251-7"),
         item(
@@ -101,11 +141,36 @@ pub static DEFINITION: Definition = Definition {
     components: &[],
     // REFERENCE §1.5 (NHS DD).
     bands: &[
-        Band { code: "phq9-minimal", display: "None or minimal depression", min: 0.0, max: 4.0 },
-        Band { code: "phq9-mild", display: "Mild depression", min: 5.0, max: 9.0 },
-        Band { code: "phq9-moderate", display: "Moderate depression", min: 10.0, max: 14.0 },
-        Band { code: "phq9-moderately-severe", display: "Moderately severe depression", min: 15.0, max: 19.0 },
-        Band { code: "phq9-severe", display: "Severe depression", min: 20.0, max: 27.0 },
+        Band {
+            code: "phq9-minimal",
+            display: "None or minimal depression",
+            min: 0.0,
+            max: 4.0,
+        },
+        Band {
+            code: "phq9-mild",
+            display: "Mild depression",
+            min: 5.0,
+            max: 9.0,
+        },
+        Band {
+            code: "phq9-moderate",
+            display: "Moderate depression",
+            min: 10.0,
+            max: 14.0,
+        },
+        Band {
+            code: "phq9-moderately-severe",
+            display: "Moderately severe depression",
+            min: 15.0,
+            max: 19.0,
+        },
+        Band {
+            code: "phq9-severe",
+            display: "Severe depression",
+            min: 20.0,
+            max: 27.0,
+        },
     ],
     algorithm: "phq-9@1.0.0",
     scorer: score,
@@ -186,17 +251,146 @@ mod tests {
     use super::*;
 
     /// REFERENCE §1.5 vectors Q1–Q10; `None` = missing: (id, items 1–9, total, band, item-9 flag).
+    #[allow(clippy::type_complexity)] // one row per reference vector
     const VECTORS: &[(&str, [Option<u8>; 9], f64, &str, bool)] = &[
         ("Q1", [Some(0); 9], 0.0, "phq9-minimal", false),
         ("Q2", [Some(3); 9], 27.0, "phq9-severe", true),
-        ("Q3", [Some(3), Some(0), Some(1), Some(2), Some(0), Some(0), Some(1), Some(0), Some(3)], 10.0, "phq9-moderate", true),
-        ("Q4", [Some(2), Some(2), Some(0), Some(0), Some(0), Some(0), Some(0), Some(0), Some(0)], 4.0, "phq9-minimal", false),
-        ("Q5", [Some(2), Some(3), Some(0), Some(0), Some(0), Some(0), Some(0), Some(0), Some(0)], 5.0, "phq9-mild", false),
-        ("Q6", [Some(3), Some(3), Some(3), Some(1), Some(0), Some(0), Some(0), Some(0), Some(0)], 10.0, "phq9-moderate", false),
-        ("Q7", [Some(3), Some(3), Some(3), Some(3), Some(3), Some(0), Some(0), Some(0), Some(0)], 15.0, "phq9-moderately-severe", false),
-        ("Q8", [Some(3), Some(3), Some(3), Some(3), Some(3), Some(3), Some(1), Some(0), Some(0)], 19.0, "phq9-moderately-severe", false),
-        ("Q9", [Some(0), Some(0), Some(0), Some(0), Some(0), Some(0), Some(0), Some(0), Some(1)], 1.0, "phq9-minimal", true),
-        ("Q10", [Some(2), Some(2), Some(2), Some(2), Some(2), Some(2), Some(2), None, None], 18.0, "phq9-moderately-severe", false),
+        (
+            "Q3",
+            [
+                Some(3),
+                Some(0),
+                Some(1),
+                Some(2),
+                Some(0),
+                Some(0),
+                Some(1),
+                Some(0),
+                Some(3),
+            ],
+            10.0,
+            "phq9-moderate",
+            true,
+        ),
+        (
+            "Q4",
+            [
+                Some(2),
+                Some(2),
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(0),
+            ],
+            4.0,
+            "phq9-minimal",
+            false,
+        ),
+        (
+            "Q5",
+            [
+                Some(2),
+                Some(3),
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(0),
+            ],
+            5.0,
+            "phq9-mild",
+            false,
+        ),
+        (
+            "Q6",
+            [
+                Some(3),
+                Some(3),
+                Some(3),
+                Some(1),
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(0),
+            ],
+            10.0,
+            "phq9-moderate",
+            false,
+        ),
+        (
+            "Q7",
+            [
+                Some(3),
+                Some(3),
+                Some(3),
+                Some(3),
+                Some(3),
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(0),
+            ],
+            15.0,
+            "phq9-moderately-severe",
+            false,
+        ),
+        (
+            "Q8",
+            [
+                Some(3),
+                Some(3),
+                Some(3),
+                Some(3),
+                Some(3),
+                Some(3),
+                Some(1),
+                Some(0),
+                Some(0),
+            ],
+            19.0,
+            "phq9-moderately-severe",
+            false,
+        ),
+        (
+            "Q9",
+            [
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(1),
+            ],
+            1.0,
+            "phq9-minimal",
+            true,
+        ),
+        (
+            "Q10",
+            [
+                Some(2),
+                Some(2),
+                Some(2),
+                Some(2),
+                Some(2),
+                Some(2),
+                Some(2),
+                None,
+                None,
+            ],
+            18.0,
+            "phq9-moderately-severe",
+            false,
+        ),
     ];
 
     fn answers(items: &[Option<u8>; 9]) -> Answers {
@@ -223,7 +417,11 @@ mod tests {
     #[test]
     fn two_missing_items_are_prorated_and_flagged() {
         let score = DEFINITION.score(&answers(&VECTORS[9].1)).unwrap();
-        let flag = score.flags.iter().find(|f| f.code == "phq9-prorated").unwrap();
+        let flag = score
+            .flags
+            .iter()
+            .find(|f| f.code == "phq9-prorated")
+            .unwrap();
         assert_eq!(flag.kind, FlagKind::DataQuality);
         assert!(flag.detail.contains("phq9-8, phq9-9"), "{}", flag.detail);
         assert!(score.has_flag("phq9-item9-missing"));
@@ -232,21 +430,55 @@ mod tests {
     #[test]
     fn three_missing_items_are_a_422_naming_the_first() {
         // Q11: 3 items missing → invalid.
-        let items = [Some(1), None, Some(1), None, Some(1), Some(1), None, Some(1), Some(1)];
+        let items = [
+            Some(1),
+            None,
+            Some(1),
+            None,
+            Some(1),
+            Some(1),
+            None,
+            Some(1),
+            Some(1),
+        ];
         let err = DEFINITION.score(&answers(&items)).unwrap_err();
         assert_eq!((err.status, err.field.as_deref()), (422, Some("phq9-2")));
-        assert!(err.detail.contains("phq9-2, phq9-4, phq9-7"), "{}", err.detail);
+        assert!(
+            err.detail.contains("phq9-2, phq9-4, phq9-7"),
+            "{}",
+            err.detail
+        );
     }
 
     #[test]
     fn a_prorated_fraction_is_kept_and_banded_rounded_half_up() {
         // 8 answered summing to 12: 12 × 9 / 8 = 13.5 → shown 14, still moderate.
-        let items = [Some(3), Some(3), Some(3), Some(3), None, Some(0), Some(0), Some(0), Some(0)];
+        let items = [
+            Some(3),
+            Some(3),
+            Some(3),
+            Some(3),
+            None,
+            Some(0),
+            Some(0),
+            Some(0),
+            Some(0),
+        ];
         let score = DEFINITION.score(&answers(&items)).unwrap();
         assert_eq!(score.total, Some(13.5));
         assert_eq!(band_of(&score), Some("phq9-moderate"));
         // 8 answered summing to 13: 14.625 → 15, moderately severe.
-        let items = [Some(3), Some(3), Some(3), Some(3), None, Some(1), Some(0), Some(0), Some(0)];
+        let items = [
+            Some(3),
+            Some(3),
+            Some(3),
+            Some(3),
+            None,
+            Some(1),
+            Some(0),
+            Some(0),
+            Some(0),
+        ];
         let score = DEFINITION.score(&answers(&items)).unwrap();
         assert_eq!(score.total, Some(14.625));
         assert_eq!(band_of(&score), Some("phq9-moderately-severe"));
@@ -254,7 +486,17 @@ mod tests {
 
     #[test]
     fn item_nine_raises_the_safety_flag_even_when_prorated() {
-        let items = [None, None, Some(0), Some(0), Some(0), Some(0), Some(0), Some(0), Some(2)];
+        let items = [
+            None,
+            None,
+            Some(0),
+            Some(0),
+            Some(0),
+            Some(0),
+            Some(0),
+            Some(0),
+            Some(2),
+        ];
         let score = DEFINITION.score(&answers(&items)).unwrap();
         assert!(score.needs_safety_follow_up());
         assert_eq!(band_of(&score), Some("phq9-minimal"));

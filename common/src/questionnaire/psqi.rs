@@ -19,7 +19,11 @@ const DISTURBANCES: [&str; 8] = [
 const DAY_SECS: i64 = 86_400;
 
 const fn opt(value: u8, display: &'static str) -> AnswerOption {
-    AnswerOption { value, display, loinc: None }
+    AnswerOption {
+        value,
+        display,
+        loinc: None,
+    }
 }
 
 // Answer formats of REFERENCE §1.2.1.
@@ -48,8 +52,21 @@ const PARTNER: &[AnswerOption] = &[
     opt(3, "Partner in same bed"),
 ];
 
-const fn choice(link_id: &'static str, text: &'static str, options: &'static [AnswerOption], required: bool, scored: bool) -> Item {
-    Item { link_id, text, kind: ItemKind::Choice(options), required, loinc: None, scored }
+const fn choice(
+    link_id: &'static str,
+    text: &'static str,
+    options: &'static [AnswerOption],
+    required: bool,
+    scored: bool,
+) -> Item {
+    Item {
+        link_id,
+        text,
+        kind: ItemKind::Choice(options),
+        required,
+        loinc: None,
+        scored,
+    }
 }
 const fn trouble(link_id: &'static str, text: &'static str) -> Item {
     choice(link_id, text, FREQUENCY, true, true)
@@ -59,7 +76,14 @@ const fn partner(link_id: &'static str, text: &'static str) -> Item {
 }
 
 const fn component(code: &'static str, display: &'static str) -> Measure {
-    Measure { code, display, loinc: None, min: 0.0, max: 3.0, unit: "{score}" }
+    Measure {
+        code,
+        display,
+        loinc: None,
+        min: 0.0,
+        max: 3.0,
+        unit: "{score}",
+    }
 }
 
 /// C1–C7 (REFERENCE §1.2.2), then time in bed and habitual sleep efficiency as computed.
@@ -72,9 +96,23 @@ const COMPONENTS: &[Measure] = &[
     component("psqi-c6", "PSQI C6 use of sleeping medication"),
     component("psqi-c7", "PSQI C7 daytime dysfunction"),
     // A time in bed is under 24 h: Q1 == Q3 is rejected, not read as 24 h (REFERENCE §1.2.3).
-    Measure { code: "psqi-tib", display: "PSQI time in bed (Q1 to Q3)", loinc: None, min: 0.0, max: 24.0, unit: "h" },
+    Measure {
+        code: "psqi-tib",
+        display: "PSQI time in bed (Q1 to Q3)",
+        loinc: None,
+        min: 0.0,
+        max: 24.0,
+        unit: "h",
+    },
     // Q4 ÷ TIB × 100; above 100 only when Q4 > TIB, which is flagged (REFERENCE §1.2.3).
-    Measure { code: "psqi-hse", display: "PSQI habitual sleep efficiency", loinc: None, min: 0.0, max: f64::INFINITY, unit: "%" },
+    Measure {
+        code: "psqi-hse",
+        display: "PSQI habitual sleep efficiency",
+        loinc: None,
+        min: 0.0,
+        max: f64::INFINITY,
+        unit: "%",
+    },
 ];
 
 pub static DEFINITION: Definition = Definition {
@@ -88,13 +126,52 @@ pub static DEFINITION: Definition = Definition {
     loinc_panel: None, // REFERENCE §4.2: not found
     // Q1–Q9 self-rated; Q10 and 10a–e (partner) are not scored (REFERENCE §1.2.1).
     items: &[
-        Item { link_id: "psqi-1", text: "During the past month, what time have you usually gone to bed at night?", kind: ItemKind::Time, required: true, loinc: None, scored: true },
+        Item {
+            link_id: "psqi-1",
+            text: "During the past month, what time have you usually gone to bed at night?",
+            kind: ItemKind::Time,
+            required: true,
+            loinc: None,
+            scored: true,
+        },
         // Up to a day; the form asks for minutes (REFERENCE §1.2.1), decimals accepted (§1.2.6).
-        Item { link_id: "psqi-2", text: "During the past month, how long (in minutes) has it usually taken you to fall asleep each night?", kind: ItemKind::Decimal { min: 0.0, max: 1440.0, unit: "min" }, required: true, loinc: None, scored: true },
-        Item { link_id: "psqi-3", text: "During the past month, what time have you usually gotten up in the morning?", kind: ItemKind::Time, required: true, loinc: None, scored: true },
-        Item { link_id: "psqi-4", text: "During the past month, how many hours of actual sleep did you get at night? (This may be different than the number of hours you spent in bed.)", kind: ItemKind::Decimal { min: 0.0, max: 24.0, unit: "h" }, required: true, loinc: None, scored: true },
+        Item {
+            link_id: "psqi-2",
+            text: "During the past month, how long (in minutes) has it usually taken you to fall asleep each night?",
+            kind: ItemKind::Decimal {
+                min: 0.0,
+                max: 1440.0,
+                unit: "min",
+            },
+            required: true,
+            loinc: None,
+            scored: true,
+        },
+        Item {
+            link_id: "psqi-3",
+            text: "During the past month, what time have you usually gotten up in the morning?",
+            kind: ItemKind::Time,
+            required: true,
+            loinc: None,
+            scored: true,
+        },
+        Item {
+            link_id: "psqi-4",
+            text: "During the past month, how many hours of actual sleep did you get at night? (This may be different than the number of hours you spent in bed.)",
+            kind: ItemKind::Decimal {
+                min: 0.0,
+                max: 24.0,
+                unit: "h",
+            },
+            required: true,
+            loinc: None,
+            scored: true,
+        },
         trouble("psqi-5a", "Cannot get to sleep within 30 minutes"),
-        trouble("psqi-5b", "Wake up in the middle of the night or early morning"),
+        trouble(
+            "psqi-5b",
+            "Wake up in the middle of the night or early morning",
+        ),
         trouble("psqi-5c", "Have to get up to use the bathroom"),
         trouble("psqi-5d", "Cannot breathe comfortably"),
         trouble("psqi-5e", "Cough or snore loudly"),
@@ -102,28 +179,107 @@ pub static DEFINITION: Definition = Definition {
         trouble("psqi-5g", "Feel too hot"),
         trouble("psqi-5h", "Had bad dreams"),
         trouble("psqi-5i", "Have pain"),
-        choice("psqi-5j", "Other reason(s): how often during the past month have you had trouble sleeping because of this?", FREQUENCY, false, true),
-        Item { link_id: "psqi-5j-comment", text: "Other reason(s), please describe", kind: ItemKind::Text, required: false, loinc: None, scored: true },
-        choice("psqi-6", "During the past month, how would you rate your sleep quality overall?", QUALITY, true, true),
-        choice("psqi-7", "During the past month, how often have you taken medicine to help you sleep (prescribed or \"over the counter\")?", FREQUENCY, true, true),
-        choice("psqi-8", "During the past month, how often have you had trouble staying awake while driving, eating meals, or engaging in social activity?", FREQUENCY, true, true),
-        choice("psqi-9", "During the past month, how much of a problem has it been for you to keep up enough enthusiasm to get things done?", PROBLEM, true, true),
-        choice("psqi-10", "Do you have a bed partner or room mate?", PARTNER, false, false),
+        choice(
+            "psqi-5j",
+            "Other reason(s): how often during the past month have you had trouble sleeping because of this?",
+            FREQUENCY,
+            false,
+            true,
+        ),
+        Item {
+            link_id: "psqi-5j-comment",
+            text: "Other reason(s), please describe",
+            kind: ItemKind::Text,
+            required: false,
+            loinc: None,
+            scored: true,
+        },
+        choice(
+            "psqi-6",
+            "During the past month, how would you rate your sleep quality overall?",
+            QUALITY,
+            true,
+            true,
+        ),
+        choice(
+            "psqi-7",
+            "During the past month, how often have you taken medicine to help you sleep (prescribed or \"over the counter\")?",
+            FREQUENCY,
+            true,
+            true,
+        ),
+        choice(
+            "psqi-8",
+            "During the past month, how often have you had trouble staying awake while driving, eating meals, or engaging in social activity?",
+            FREQUENCY,
+            true,
+            true,
+        ),
+        choice(
+            "psqi-9",
+            "During the past month, how much of a problem has it been for you to keep up enough enthusiasm to get things done?",
+            PROBLEM,
+            true,
+            true,
+        ),
+        choice(
+            "psqi-10",
+            "Do you have a bed partner or room mate?",
+            PARTNER,
+            false,
+            false,
+        ),
         partner("psqi-10a", "Partner reports: loud snoring"),
-        partner("psqi-10b", "Partner reports: long pauses between breaths while asleep"),
-        partner("psqi-10c", "Partner reports: legs twitching or jerking while you sleep"),
-        partner("psqi-10d", "Partner reports: episodes of disorientation or confusion during sleep"),
-        partner("psqi-10e", "Partner reports: other restlessness while you sleep"),
-        Item { link_id: "psqi-10e-comment", text: "Other restlessness, please describe", kind: ItemKind::Text, required: false, loinc: None, scored: false },
+        partner(
+            "psqi-10b",
+            "Partner reports: long pauses between breaths while asleep",
+        ),
+        partner(
+            "psqi-10c",
+            "Partner reports: legs twitching or jerking while you sleep",
+        ),
+        partner(
+            "psqi-10d",
+            "Partner reports: episodes of disorientation or confusion during sleep",
+        ),
+        partner(
+            "psqi-10e",
+            "Partner reports: other restlessness while you sleep",
+        ),
+        Item {
+            link_id: "psqi-10e-comment",
+            text: "Other restlessness, please describe",
+            kind: ItemKind::Text,
+            required: false,
+            loinc: None,
+            scored: false,
+        },
     ],
     // C1 + … + C7, 0–21 (REFERENCE §1.2.2).
-    total: Measure { code: "psqi-global", display: "PSQI global score", loinc: None, min: 0.0, max: 21.0, unit: "{score}" },
+    total: Measure {
+        code: "psqi-global",
+        display: "PSQI global score",
+        loinc: None,
+        min: 0.0,
+        max: 21.0,
+        unit: "{score}",
+    },
     components: COMPONENTS,
     // Global > 5 = poor sleeper, as in Buysse 1989, not the "≥ 5" of secondary sources
     // (REFERENCE §1.2.2, §1.2.4).
     bands: &[
-        Band { code: "psqi-good", display: "Good sleep quality", min: 0.0, max: 5.0 },
-        Band { code: "psqi-poor", display: "Poor sleep quality (global above 5)", min: 6.0, max: 21.0 },
+        Band {
+            code: "psqi-good",
+            display: "Good sleep quality",
+            min: 0.0,
+            max: 5.0,
+        },
+        Band {
+            code: "psqi-poor",
+            display: "Poor sleep quality (global above 5)",
+            min: 6.0,
+            max: 21.0,
+        },
     ],
     algorithm: "psqi@1.0.0",
     scorer: score,
@@ -151,11 +307,14 @@ fn pair_band(sum: u8) -> u8 {
 /// Q2 in milli-minutes → 0–3: `m ≤ 15 → 0; ≤ 30 → 1; ≤ 60 → 2; > 60 → 3` (REFERENCE §1.2.6;
 /// LCBC puts exactly 15 in 1).
 fn latency_band(milli_min: i64) -> u8 {
-    match milli_min {
-        ..=15_000 => 0,
-        ..=30_000 => 1,
-        ..=60_000 => 2,
-        _ => 3,
+    if milli_min <= 15_000 {
+        0
+    } else if milli_min <= 30_000 {
+        1
+    } else if milli_min <= 60_000 {
+        2
+    } else {
+        3
     }
 }
 
@@ -244,7 +403,8 @@ pub fn score(answers: &Answers) -> Result<Score, Problem> {
 
     let c5 = {
         let items: Option<Vec<u8>> = DISTURBANCES.iter().map(|id| q(id)).collect();
-        let described = matches!(answers.get("psqi-5j-comment"), Some(Answer::Text(t)) if !t.trim().is_empty());
+        let described =
+            matches!(answers.get("psqi-5j-comment"), Some(Answer::Text(t)) if !t.trim().is_empty());
         let q5j = match q("psqi-5j") {
             Some(v) if described => v,
             Some(v) => {
@@ -361,7 +521,10 @@ mod tests {
             map.insert("psqi-3".into(), self.q3.map_or(Value::Null, Value::from));
             map.insert("psqi-4".into(), json!(self.q4));
             for (letter, v) in "abcdefghij".chars().zip(self.q5) {
-                map.insert(format!("psqi-5{letter}"), v.map_or(Value::Null, Value::from));
+                map.insert(
+                    format!("psqi-5{letter}"),
+                    v.map_or(Value::Null, Value::from),
+                );
             }
             if let Some(text) = self.q5j_text {
                 map.insert("psqi-5j-comment".into(), json!(text));
@@ -380,62 +543,290 @@ mod tests {
     /// LCBC-UiO/questionnaires `tests/testthat/data/psqi.tsv` rows 1–12, items as in the file
     /// (`psqi_05j` read as the Q5j frequency, `psqi_05j_coded` as its description), with the
     /// components C1–C7 and global expected under REFERENCE §1.2.6.
+    #[allow(clippy::type_complexity)] // one row per reference vector
     const LCBC: &[(Row, [Option<u8>; 7], Option<u8>)] = &[
-        (Row { id: "LCBC 1", q1: Some("22:30"), q2: 5.0, q3: Some("05:50"), q4: 7.0, q5: [s(0), s(0), s(0), s(0), s(0), s(0), s(0), s(0), s(0), s(0)], q5j_text: None, q6_9: [0, 0, 0, 0] },
+        (
+            Row {
+                id: "LCBC 1",
+                q1: Some("22:30"),
+                q2: 5.0,
+                q3: Some("05:50"),
+                q4: 7.0,
+                q5: [s(0), s(0), s(0), s(0), s(0), s(0), s(0), s(0), s(0), s(0)],
+                q5j_text: None,
+                q6_9: [0, 0, 0, 0],
+            },
             // 7.0 h → C3 1 (REFERENCE §1.2.5 note on rows 1 and 6).
-            [s(0), s(0), s(1), s(0), s(0), s(0), s(0)], s(1)),
-        (Row { id: "LCBC 2", q1: Some("07:00"), q2: 10.0, q3: Some("17:00"), q4: 9.75, q5: [s(0), s(0), s(0), s(0), s(3), s(0), s(0), s(0), s(0), s(0)], q5j_text: None, q6_9: [1, 0, 0, 0] },
-            [s(1), s(0), s(0), s(0), s(1), s(0), s(0)], s(2)),
+            [s(0), s(0), s(1), s(0), s(0), s(0), s(0)],
+            s(1),
+        ),
+        (
+            Row {
+                id: "LCBC 2",
+                q1: Some("07:00"),
+                q2: 10.0,
+                q3: Some("17:00"),
+                q4: 9.75,
+                q5: [s(0), s(0), s(0), s(0), s(3), s(0), s(0), s(0), s(0), s(0)],
+                q5j_text: None,
+                q6_9: [1, 0, 0, 0],
+            },
+            [s(1), s(0), s(0), s(0), s(1), s(0), s(0)],
+            s(2),
+        ),
         // Q5j frequency missing with a description: counts 0 either way.
-        (Row { id: "LCBC 3", q1: Some("22:30"), q2: 30.0, q3: Some("06:30"), q4: 8.0, q5: [s(1), s(2), s(3), s(0), s(1), s(1), s(1), s(0), s(0), None], q5j_text: Some("No"), q6_9: [2, 0, 0, 1] },
-            [s(2), s(1), s(0), s(0), s(1), s(0), s(1)], s(5)),
+        (
+            Row {
+                id: "LCBC 3",
+                q1: Some("22:30"),
+                q2: 30.0,
+                q3: Some("06:30"),
+                q4: 8.0,
+                q5: [s(1), s(2), s(3), s(0), s(1), s(1), s(1), s(0), s(0), None],
+                q5j_text: Some("No"),
+                q6_9: [2, 0, 0, 1],
+            },
+            [s(2), s(1), s(0), s(0), s(1), s(0), s(1)],
+            s(5),
+        ),
         // Row 4: clock times missing → C4 and the global score missing, as in LCBC.
-        (Row { id: "LCBC 4", q1: None, q2: 20.0, q3: None, q4: 9.0, q5: [s(2), s(0), s(1), s(0), s(0), s(0), s(1), s(0), s(0), None], q5j_text: None, q6_9: [1, 0, 1, 0] },
-            [s(1), s(2), s(0), None, s(1), s(0), s(1)], None),
-        (Row { id: "LCBC 5", q1: Some("23:30"), q2: 30.0, q3: Some("06:45"), q4: 6.0, q5: [s(2), s(2), s(2), s(0), s(0), s(1), s(3), s(0), s(0), None], q5j_text: None, q6_9: [1, 0, 0, 1] },
-            [s(1), s(2), s(1), s(1), s(1), s(0), s(1)], s(7)),
-        (Row { id: "LCBC 6", q1: Some("23:00"), q2: 23.0, q3: Some("07:00"), q4: 7.0, q5: [s(1), s(1), s(1), s(0), s(0), s(0), s(0), s(0), s(0), s(1)], q5j_text: Some("1"), q6_9: [1, 0, 0, 0] },
-            [s(1), s(1), s(1), s(0), s(1), s(0), s(0)], s(4)),
-        (Row { id: "LCBC 7", q1: Some("23:00"), q2: 1.0, q3: Some("07:00"), q4: 8.0, q5: [s(0), s(1), s(0), s(0), s(0), s(0), s(0), s(0), s(0), None], q5j_text: None, q6_9: [0, 0, 0, 0] },
-            [s(0), s(0), s(0), s(0), s(1), s(0), s(0)], s(1)),
+        (
+            Row {
+                id: "LCBC 4",
+                q1: None,
+                q2: 20.0,
+                q3: None,
+                q4: 9.0,
+                q5: [s(2), s(0), s(1), s(0), s(0), s(0), s(1), s(0), s(0), None],
+                q5j_text: None,
+                q6_9: [1, 0, 1, 0],
+            },
+            [s(1), s(2), s(0), None, s(1), s(0), s(1)],
+            None,
+        ),
+        (
+            Row {
+                id: "LCBC 5",
+                q1: Some("23:30"),
+                q2: 30.0,
+                q3: Some("06:45"),
+                q4: 6.0,
+                q5: [s(2), s(2), s(2), s(0), s(0), s(1), s(3), s(0), s(0), None],
+                q5j_text: None,
+                q6_9: [1, 0, 0, 1],
+            },
+            [s(1), s(2), s(1), s(1), s(1), s(0), s(1)],
+            s(7),
+        ),
+        (
+            Row {
+                id: "LCBC 6",
+                q1: Some("23:00"),
+                q2: 23.0,
+                q3: Some("07:00"),
+                q4: 7.0,
+                q5: [s(1), s(1), s(1), s(0), s(0), s(0), s(0), s(0), s(0), s(1)],
+                q5j_text: Some("1"),
+                q6_9: [1, 0, 0, 0],
+            },
+            [s(1), s(1), s(1), s(0), s(1), s(0), s(0)],
+            s(4),
+        ),
+        (
+            Row {
+                id: "LCBC 7",
+                q1: Some("23:00"),
+                q2: 1.0,
+                q3: Some("07:00"),
+                q4: 8.0,
+                q5: [s(0), s(1), s(0), s(0), s(0), s(0), s(0), s(0), s(0), None],
+                q5j_text: None,
+                q6_9: [0, 0, 0, 0],
+            },
+            [s(0), s(0), s(0), s(0), s(1), s(0), s(0)],
+            s(1),
+        ),
         // Latency 15 min: band 0 here, 1 in LCBC; C2 is 1 both ways because Q5a = 1. Q5j = 3
         // without a description counts 0 here (LCBC adds it); C5 is 2 both ways.
-        (Row { id: "LCBC 8", q1: Some("22:45"), q2: 15.0, q3: Some("06:00"), q4: 6.5, q5: [s(1), s(3), s(1), s(0), s(1), s(1), s(1), s(0), s(3), s(3)], q5j_text: None, q6_9: [2, 3, 1, 1] },
-            [s(2), s(1), s(1), s(0), s(2), s(3), s(1)], s(10)),
-        (Row { id: "LCBC 9", q1: Some("21:45"), q2: 20.0, q3: Some("05:30"), q4: 6.0, q5: [s(0), s(2), s(1), s(0), s(0), s(0), s(2), s(0), s(0), s(2)], q5j_text: Some("Yes"), q6_9: [2, 0, 0, 0] },
-            [s(2), s(1), s(1), s(1), s(1), s(0), s(0)], s(6)),
-        (Row { id: "LCBC 10", q1: Some("23:45"), q2: 10.0, q3: Some("08:30"), q4: 8.0, q5: [s(0), s(0), s(3), s(0), s(2), s(0), s(0), s(0), s(1), None], q5j_text: Some("No"), q6_9: [3, 0, 0, 0] },
-            [s(3), s(0), s(0), s(0), s(1), s(0), s(0)], s(4)),
+        (
+            Row {
+                id: "LCBC 8",
+                q1: Some("22:45"),
+                q2: 15.0,
+                q3: Some("06:00"),
+                q4: 6.5,
+                q5: [s(1), s(3), s(1), s(0), s(1), s(1), s(1), s(0), s(3), s(3)],
+                q5j_text: None,
+                q6_9: [2, 3, 1, 1],
+            },
+            [s(2), s(1), s(1), s(0), s(2), s(3), s(1)],
+            s(10),
+        ),
+        (
+            Row {
+                id: "LCBC 9",
+                q1: Some("21:45"),
+                q2: 20.0,
+                q3: Some("05:30"),
+                q4: 6.0,
+                q5: [s(0), s(2), s(1), s(0), s(0), s(0), s(2), s(0), s(0), s(2)],
+                q5j_text: Some("Yes"),
+                q6_9: [2, 0, 0, 0],
+            },
+            [s(2), s(1), s(1), s(1), s(1), s(0), s(0)],
+            s(6),
+        ),
+        (
+            Row {
+                id: "LCBC 10",
+                q1: Some("23:45"),
+                q2: 10.0,
+                q3: Some("08:30"),
+                q4: 8.0,
+                q5: [s(0), s(0), s(3), s(0), s(2), s(0), s(0), s(0), s(1), None],
+                q5j_text: Some("No"),
+                q6_9: [3, 0, 0, 0],
+            },
+            [s(3), s(0), s(0), s(0), s(1), s(0), s(0)],
+            s(4),
+        ),
         // Q5d missing: LCBC sums the other items (C5 1, global 7); the official rule used here
         // makes C5 and the global score missing (REFERENCE §1.2.5 note on row 11).
-        (Row { id: "LCBC 11", q1: Some("23:30"), q2: 5.0, q3: Some("09:00"), q4: 6.0, q5: [s(0), s(3), s(3), None, s(1), s(0), s(0), s(0), s(2), s(0)], q5j_text: None, q6_9: [1, 0, 1, 1] },
-            [s(1), s(0), s(1), s(3), None, s(0), s(1)], None),
-        (Row { id: "LCBC 12", q1: Some("23:30"), q2: 95.0, q3: Some("08:45"), q4: 6.5, q5: [s(0), s(1), s(1), s(0), s(0), s(0), s(0), s(0), s(2), s(0)], q5j_text: None, q6_9: [0, 0, 0, 0] },
-            [s(0), s(2), s(1), s(2), s(1), s(0), s(0)], s(6)),
+        (
+            Row {
+                id: "LCBC 11",
+                q1: Some("23:30"),
+                q2: 5.0,
+                q3: Some("09:00"),
+                q4: 6.0,
+                q5: [s(0), s(3), s(3), None, s(1), s(0), s(0), s(0), s(2), s(0)],
+                q5j_text: None,
+                q6_9: [1, 0, 1, 1],
+            },
+            [s(1), s(0), s(1), s(3), None, s(0), s(1)],
+            None,
+        ),
+        (
+            Row {
+                id: "LCBC 12",
+                q1: Some("23:30"),
+                q2: 95.0,
+                q3: Some("08:45"),
+                q4: 6.5,
+                q5: [s(0), s(1), s(1), s(0), s(0), s(0), s(0), s(0), s(2), s(0)],
+                q5j_text: None,
+                q6_9: [0, 0, 0, 0],
+            },
+            [s(0), s(2), s(1), s(2), s(1), s(0), s(0)],
+            s(6),
+        ),
     ];
 
     const BASE_Q5: [Option<u8>; 10] = [s(0); 10];
 
     const fn edge(id: &'static str, q1: &'static str, q3: &'static str, q4: f64, q2: f64) -> Row {
-        Row { id, q1: Some(q1), q2, q3: Some(q3), q4, q5: BASE_Q5, q5j_text: None, q6_9: [0, 0, 0, 0] }
+        Row {
+            id,
+            q1: Some(q1),
+            q2,
+            q3: Some(q3),
+            q4,
+            q5: BASE_Q5,
+            q5j_text: None,
+            q6_9: [0, 0, 0, 0],
+        }
     }
 
     /// REFERENCE §1.2.8 P1–P10 (base: Q5 all 0, Q6–Q9 0, Q2 10 min): (row, C2, C3, HSE %, C4, global).
+    #[allow(clippy::type_complexity)] // one row per reference vector
     const EDGES: &[(Row, u8, u8, f64, Option<u8>, Option<u8>)] = &[
-        (edge("P1", "23:00", "07:00", 7.0, 10.0), 0, 1, 87.5, s(0), s(1)),
-        (edge("P2", "00:00", "06:00", 6.0, 10.0), 0, 1, 100.0, s(0), s(1)),
-        (edge("P3", "23:00", "07:00", 6.8, 10.0), 0, 1, 85.0, s(0), s(1)),
-        (edge("P4", "22:00", "06:00", 6.76, 10.0), 0, 1, 84.5, s(1), s(2)),
-        (edge("P5", "22:00", "06:00", 5.968, 10.0), 0, 2, 74.6, s(2), s(4)),
-        (edge("P6", "23:00", "23:00", 6.0, 10.0), 0, 1, f64::NAN, None, None),
-        (edge("P7", "23:00", "06:00", 8.0, 10.0), 0, 0, 800.0 / 7.0, s(0), s(0)),
-        (edge("P8", "23:00", "07:00", 8.0, 15.0), 0, 0, 100.0, s(0), s(0)),
-        (edge("P9", "23:00", "07:00", 8.0, 0.0), 0, 0, 100.0, s(0), s(0)),
-        (edge("P10", "07:00", "15:00", 7.5, 10.0), 0, 0, 93.75, s(0), s(0)),
+        (
+            edge("P1", "23:00", "07:00", 7.0, 10.0),
+            0,
+            1,
+            87.5,
+            s(0),
+            s(1),
+        ),
+        (
+            edge("P2", "00:00", "06:00", 6.0, 10.0),
+            0,
+            1,
+            100.0,
+            s(0),
+            s(1),
+        ),
+        (
+            edge("P3", "23:00", "07:00", 6.8, 10.0),
+            0,
+            1,
+            85.0,
+            s(0),
+            s(1),
+        ),
+        (
+            edge("P4", "22:00", "06:00", 6.76, 10.0),
+            0,
+            1,
+            84.5,
+            s(1),
+            s(2),
+        ),
+        (
+            edge("P5", "22:00", "06:00", 5.968, 10.0),
+            0,
+            2,
+            74.6,
+            s(2),
+            s(4),
+        ),
+        (
+            edge("P6", "23:00", "23:00", 6.0, 10.0),
+            0,
+            1,
+            f64::NAN,
+            None,
+            None,
+        ),
+        (
+            edge("P7", "23:00", "06:00", 8.0, 10.0),
+            0,
+            0,
+            800.0 / 7.0,
+            s(0),
+            s(0),
+        ),
+        (
+            edge("P8", "23:00", "07:00", 8.0, 15.0),
+            0,
+            0,
+            100.0,
+            s(0),
+            s(0),
+        ),
+        (
+            edge("P9", "23:00", "07:00", 8.0, 0.0),
+            0,
+            0,
+            100.0,
+            s(0),
+            s(0),
+        ),
+        (
+            edge("P10", "07:00", "15:00", 7.5, 10.0),
+            0,
+            0,
+            93.75,
+            s(0),
+            s(0),
+        ),
     ];
 
     fn components(score: &Score) -> Vec<Option<u8>> {
-        score.components[..7].iter().map(|c| c.value.map(|v| v as u8)).collect()
+        score.components[..7]
+            .iter()
+            .map(|c| c.value.map(|v| v as u8))
+            .collect()
     }
 
     #[test]
@@ -444,7 +835,12 @@ mod tests {
             let score = DEFINITION.score(&row.answers()).unwrap();
             assert_eq!(components(&score), comps.to_vec(), "{}", row.id);
             assert_eq!(score.total.map(|g| g as u8), *global, "{}", row.id);
-            assert_eq!(score.has_flag("psqi-global-missing"), global.is_none(), "{}", row.id);
+            assert_eq!(
+                score.has_flag("psqi-global-missing"),
+                global.is_none(),
+                "{}",
+                row.id
+            );
             assert_eq!(score.algorithm, "psqi@1.0.0");
         }
     }
@@ -452,9 +848,25 @@ mod tests {
     #[test]
     fn lcbc_habitual_sleep_efficiencies_match_the_reference_table() {
         // REFERENCE §1.2.5 HSE column, one decimal.
-        let hse = [95.5, 97.5, 100.0, f64::NAN, 82.8, 87.5, 100.0, 89.7, 77.4, 91.4, 63.2, 70.3];
+        let hse = [
+            95.5,
+            97.5,
+            100.0,
+            f64::NAN,
+            82.8,
+            87.5,
+            100.0,
+            89.7,
+            77.4,
+            91.4,
+            63.2,
+            70.3,
+        ];
         for ((row, _, _), want) in LCBC.iter().zip(hse) {
-            let got = DEFINITION.score(&row.answers()).unwrap().component_value("psqi-hse");
+            let got = DEFINITION
+                .score(&row.answers())
+                .unwrap()
+                .component_value("psqi-hse");
             match got {
                 Some(got) => assert!((got - want).abs() < 0.05, "{}: {got}", row.id),
                 None => assert!(want.is_nan(), "{}", row.id),
@@ -482,10 +894,25 @@ mod tests {
     fn time_in_bed_of_zero_leaves_c4_and_global_missing_with_a_flag() {
         // P6.
         let score = DEFINITION.score(&EDGES[5].0.answers()).unwrap();
-        let flag = score.flags.iter().find(|f| f.code == "psqi-tib-zero").unwrap();
-        assert_eq!((flag.kind, flag.item.as_deref()), (FlagKind::DataQuality, Some("psqi-3")));
-        let missing = score.flags.iter().find(|f| f.code == "psqi-global-missing").unwrap();
-        assert!(missing.detail.starts_with("C4 missing"), "{}", missing.detail);
+        let flag = score
+            .flags
+            .iter()
+            .find(|f| f.code == "psqi-tib-zero")
+            .unwrap();
+        assert_eq!(
+            (flag.kind, flag.item.as_deref()),
+            (FlagKind::DataQuality, Some("psqi-3"))
+        );
+        let missing = score
+            .flags
+            .iter()
+            .find(|f| f.code == "psqi-global-missing")
+            .unwrap();
+        assert!(
+            missing.detail.starts_with("C4 missing"),
+            "{}",
+            missing.detail
+        );
         assert_eq!(score.component_value("psqi-tib"), Some(0.0));
     }
 
@@ -493,8 +920,15 @@ mod tests {
     fn sleep_longer_than_time_in_bed_scores_c4_zero_with_a_warning() {
         // P7: 8 h asleep in 7 h in bed.
         let score = DEFINITION.score(&EDGES[6].0.answers()).unwrap();
-        let flag = score.flags.iter().find(|f| f.code == "psqi-hse-over-100").unwrap();
-        assert_eq!((flag.kind, flag.item.as_deref()), (FlagKind::DataQuality, Some("psqi-4")));
+        let flag = score
+            .flags
+            .iter()
+            .find(|f| f.code == "psqi-hse-over-100")
+            .unwrap();
+        assert_eq!(
+            (flag.kind, flag.item.as_deref()),
+            (FlagKind::DataQuality, Some("psqi-4"))
+        );
         assert_eq!(score.component_value("psqi-c4"), Some(0.0));
     }
 
@@ -510,7 +944,10 @@ mod tests {
         // With a description it counts: 2 → C5 1, global 2.
         row.q5j_text = Some("noise");
         let score = DEFINITION.score(&row.answers()).unwrap();
-        assert_eq!((score.component_value("psqi-c5"), score.total), (Some(1.0), Some(2.0)));
+        assert_eq!(
+            (score.component_value("psqi-c5"), score.total),
+            (Some(1.0), Some(2.0))
+        );
         // A blank description is no description.
         row.q5j_text = Some("  ");
         assert_eq!(DEFINITION.score(&row.answers()).unwrap().total, Some(1.0));
@@ -524,17 +961,46 @@ mod tests {
         let score = DEFINITION.score(&row.answers()).unwrap();
         assert_eq!(score.component_value("psqi-c5"), None);
         assert_eq!((score.total, score.band.as_ref()), (None, None));
-        let flag = score.flags.iter().find(|f| f.code == "psqi-global-missing").unwrap();
+        let flag = score
+            .flags
+            .iter()
+            .find(|f| f.code == "psqi-global-missing")
+            .unwrap();
         assert_eq!(flag.item.as_deref(), Some("psqi-5c"));
     }
 
     #[test]
     fn decimal_latencies_fall_on_the_canonical_side_of_each_boundary() {
-        for (minutes, band) in [(0.0, 0), (15.0, 0), (15.5, 1), (30.0, 1), (30.5, 2), (60.0, 2), (60.001, 3)] {
-            assert_eq!(latency_band((minutes * 1000.0_f64).round() as i64), band, "{minutes}");
+        for (minutes, band) in [
+            (0.0, 0),
+            (15.0, 0),
+            (15.5, 1),
+            (30.0, 1),
+            (30.5, 2),
+            (60.0, 2),
+            (60.001, 3),
+        ] {
+            assert_eq!(
+                latency_band((minutes * 1000.0_f64).round() as i64),
+                band,
+                "{minutes}"
+            );
         }
-        for (hours, band) in [(8.0, 0), (7.5, 0), (7.0, 1), (6.5, 1), (6.0, 1), (5.0, 2), (4.95, 3), (0.0, 3)] {
-            assert_eq!(duration_band((hours * 1e6_f64).round() as i64), band, "{hours}");
+        for (hours, band) in [
+            (8.0, 0),
+            (7.5, 0),
+            (7.0, 1),
+            (6.5, 1),
+            (6.0, 1),
+            (5.0, 2),
+            (4.95, 3),
+            (0.0, 3),
+        ] {
+            assert_eq!(
+                duration_band((hours * 1e6_f64).round() as i64),
+                band,
+                "{hours}"
+            );
         }
     }
 
@@ -544,10 +1010,16 @@ mod tests {
         row.q6_9 = [3, 2, 0, 0];
         let score = DEFINITION.score(&row.answers()).unwrap();
         assert_eq!(score.total, Some(5.0));
-        assert_eq!(score.band.as_ref().map(|b| b.code.as_str()), Some("psqi-good"));
+        assert_eq!(
+            score.band.as_ref().map(|b| b.code.as_str()),
+            Some("psqi-good")
+        );
         row.q6_9 = [3, 3, 0, 0];
         let score = DEFINITION.score(&row.answers()).unwrap();
-        assert_eq!(score.band.as_ref().map(|b| b.code.as_str()), Some("psqi-poor"));
+        assert_eq!(
+            score.band.as_ref().map(|b| b.code.as_str()),
+            Some("psqi-poor")
+        );
         assert!(score.has_flag("psqi-poor-sleeper"));
     }
 
@@ -570,7 +1042,11 @@ mod tests {
         ];
         for (link_id, value) in cases {
             let err = Answers::from_json(&DEFINITION, &json!({ link_id: value })).unwrap_err();
-            assert_eq!((err.status, err.field.as_deref()), (422, Some(link_id)), "{link_id} = {value}");
+            assert_eq!(
+                (err.status, err.field.as_deref()),
+                (422, Some(link_id)),
+                "{link_id} = {value}"
+            );
         }
     }
 }

@@ -4,6 +4,44 @@ use serde::{Deserialize, Serialize};
 
 use super::definition::{Definition, Instrument, Measure};
 
+/// Every flag code a scorer can raise, with its display (our score-flags CodeSystem).
+pub const FLAGS: &[(&str, &str)] = &[
+    ("ess-eds", "ESS above 10: excessive daytime sleepiness"),
+    ("gad7-refer", "GAD-7 of 10 or more: refer for assessment"),
+    (
+        "who5-poor-wellbeing",
+        "WHO-5 raw score below 13: poor well-being",
+    ),
+    ("dbas16-above-cut-off", "DBAS-16 mean above 3.8"),
+    (
+        "phq9-item9-positive",
+        "PHQ-9 item 9 above 0: clinician follow-up",
+    ),
+    ("phq9-item9-missing", "PHQ-9 item 9 not answered"),
+    (
+        "phq9-prorated",
+        "PHQ-9 missing items replaced by the mean (NHS rule)",
+    ),
+    (
+        "phq9-significant",
+        "PHQ-9 of 10 or more: clinically significant",
+    ),
+    ("psqi-tib-zero", "PSQI time in bed of 0"),
+    (
+        "psqi-hse-over-100",
+        "PSQI hours of sleep exceed time in bed",
+    ),
+    (
+        "psqi-q5j-not-counted",
+        "PSQI Q5j without description counted as 0",
+    ),
+    (
+        "psqi-global-missing",
+        "PSQI component missing: no global score",
+    ),
+    ("psqi-poor-sleeper", "PSQI global above 5: poor sleeper"),
+];
+
 /// A scored response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "http", derive(utoipa::ToSchema))]
@@ -72,7 +110,11 @@ pub enum FlagKind {
 
 impl Score {
     /// A score with the definition's stamp and no components yet.
-    pub(super) fn new(definition: &Definition, total: Option<f64>, band_total: Option<f64>) -> Self {
+    pub(super) fn new(
+        definition: &Definition,
+        total: Option<f64>,
+        band_total: Option<f64>,
+    ) -> Self {
         Self {
             instrument: definition.instrument,
             questionnaire: definition.id.to_owned(),
@@ -100,7 +142,17 @@ impl Score {
         self
     }
 
-    pub(super) fn flag(mut self, code: &str, kind: FlagKind, item: Option<&str>, detail: impl Into<String>) -> Self {
+    pub(super) fn flag(
+        mut self,
+        code: &str,
+        kind: FlagKind,
+        item: Option<&str>,
+        detail: impl Into<String>,
+    ) -> Self {
+        debug_assert!(
+            FLAGS.iter().any(|(c, _)| *c == code),
+            "unpublished flag {code}"
+        );
         self.flags.push(Flag {
             code: code.to_owned(),
             kind,

@@ -12,7 +12,11 @@ pub const ITEMS: [&str; 5] = ["who5-1", "who5-2", "who5-3", "who5-4", "who5-5"];
 const POOR_BELOW: u32 = 13;
 
 const fn opt(value: u8, display: &'static str) -> AnswerOption {
-    AnswerOption { value, display, loinc: None }
+    AnswerOption {
+        value,
+        display,
+        loinc: None,
+    }
 }
 
 // 0 at no time … 5 all of the time, all items positively worded (REFERENCE §1.7).
@@ -26,7 +30,14 @@ const TIME: &[AnswerOption] = &[
 ];
 
 const fn item(link_id: &'static str, text: &'static str) -> Item {
-    Item { link_id, text, kind: ItemKind::Choice(TIME), required: true, loinc: None, scored: true }
+    Item {
+        link_id,
+        text,
+        kind: ItemKind::Choice(TIME),
+        required: true,
+        loinc: None,
+        scored: true,
+    }
 }
 
 const PERCENTAGE: Measure = Measure {
@@ -52,18 +63,43 @@ pub static DEFINITION: Definition = Definition {
         item("who5-2", "I have felt calm and relaxed"),
         item("who5-3", "I have felt active and vigorous"),
         item("who5-4", "I woke up feeling fresh and rested"),
-        item("who5-5", "My daily life has been filled with things that interest me"),
+        item(
+            "who5-5",
+            "My daily life has been filled with things that interest me",
+        ),
     ],
     // Raw sum 0–25, 25 = best (REFERENCE §1.7).
-    total: Measure { code: "who5-raw", display: "WHO-5 raw score", loinc: None, min: 0.0, max: 25.0, unit: "{score}" },
+    total: Measure {
+        code: "who5-raw",
+        display: "WHO-5 raw score",
+        loinc: None,
+        min: 0.0,
+        max: 25.0,
+        unit: "{score}",
+    },
     // Percentage = raw × 4 (REFERENCE §1.7).
     components: &[PERCENTAGE],
     // raw ≤ 7 (≤ 28 %) "likely depression" [UNVERIFIED in primary, REFERENCE §1.7];
     // raw < 13 poor well-being (REFERENCE §1.7, Valant).
     bands: &[
-        Band { code: "who5-likely-depression", display: "Poor well-being, likely depression", min: 0.0, max: 7.0 },
-        Band { code: "who5-poor", display: "Poor well-being", min: 8.0, max: 12.0 },
-        Band { code: "who5-not-poor", display: "No indication of poor well-being", min: 13.0, max: 25.0 },
+        Band {
+            code: "who5-likely-depression",
+            display: "Poor well-being, likely depression",
+            min: 0.0,
+            max: 7.0,
+        },
+        Band {
+            code: "who5-poor",
+            display: "Poor well-being",
+            min: 8.0,
+            max: 12.0,
+        },
+        Band {
+            code: "who5-not-poor",
+            display: "No indication of poor well-being",
+            min: 13.0,
+            max: 25.0,
+        },
     ],
     algorithm: "who-5@1.0.0",
     scorer: score,
@@ -93,21 +129,38 @@ mod tests {
     use super::*;
 
     /// REFERENCE §1.7 vectors W1–W8: (id, items, raw, percentage, poor, band).
+    #[allow(clippy::type_complexity)] // one row per reference vector
     const VECTORS: &[(&str, [u8; 5], f64, f64, bool, &str)] = &[
-        ("W1", [0, 0, 0, 0, 0], 0.0, 0.0, true, "who5-likely-depression"),
+        (
+            "W1",
+            [0, 0, 0, 0, 0],
+            0.0,
+            0.0,
+            true,
+            "who5-likely-depression",
+        ),
         ("W2", [3, 3, 3, 3, 3], 15.0, 60.0, false, "who5-not-poor"),
         ("W3", [5, 5, 5, 5, 5], 25.0, 100.0, false, "who5-not-poor"),
         ("W4", [4, 1, 0, 2, 3], 10.0, 40.0, true, "who5-poor"),
         ("W5", [3, 3, 3, 2, 2], 13.0, 52.0, false, "who5-not-poor"),
         ("W6", [3, 3, 3, 2, 1], 12.0, 48.0, true, "who5-poor"),
-        ("W7", [2, 2, 2, 1, 0], 7.0, 28.0, true, "who5-likely-depression"),
+        (
+            "W7",
+            [2, 2, 2, 1, 0],
+            7.0,
+            28.0,
+            true,
+            "who5-likely-depression",
+        ),
         ("W8", [2, 2, 2, 1, 1], 8.0, 32.0, true, "who5-poor"),
     ];
 
     #[test]
     fn reference_vectors_give_raw_percentage_and_cut_off() {
         for (id, items, raw, pct, poor, band) in VECTORS {
-            let score = DEFINITION.score(&answers_of(&DEFINITION, &ITEMS, items).unwrap()).unwrap();
+            let score = DEFINITION
+                .score(&answers_of(&DEFINITION, &ITEMS, items).unwrap())
+                .unwrap();
             assert_eq!(score.total, Some(*raw), "{id}");
             assert_eq!(score.component_value("who5-percentage"), Some(*pct), "{id}");
             assert_eq!(score.has_flag("who5-poor-wellbeing"), *poor, "{id}");
