@@ -211,6 +211,30 @@ fn view(row: &sqlx::postgres::PgRow) -> Result<EntryView> {
     })
 }
 
+fn view_of(id: Uuid, entry: &DiaryEntry, input: DiaryInput, metrics: NightMetrics, created_at: DateTime<Utc>) -> EntryView {
+    EntryView {
+        id,
+        night: entry.night(),
+        zone: entry.zone.name().to_owned(),
+        into_bed: entry.into_bed.to_rfc3339(),
+        lights_out: entry.lights_out.to_rfc3339(),
+        sol_min: input.sol_min,
+        awakenings: input.awakenings,
+        waso_min: input.waso_min,
+        final_awakening: entry.final_awakening.to_rfc3339(),
+        out_of_bed: entry.out_of_bed.to_rfc3339(),
+        quality: input.quality,
+        naps: input.naps,
+        caffeine: input.caffeine,
+        alcohol: input.alcohol,
+        medication: input.medication,
+        comment: input.comment,
+        metrics,
+        created_at,
+        updated_at: created_at,
+    }
+}
+
 /// The input as stored: the id is the row key, not part of the compared content.
 fn stored_input(input: &DiaryInput) -> serde_json::Value {
     let mut copy = input.clone();
@@ -248,7 +272,7 @@ async fn create(
          final_awakening, final_awakening_offset, out_of_bed, out_of_bed_offset, sol_min, awakenings, waso_min, \
          tib_min, tst_min, twak_min, se_pct, nap_min, input) \
          VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21) \
-         ON CONFLICT (id) DO NOTHING RETURNING id",
+         ON CONFLICT (id) DO NOTHING RETURNING created_at",
     )
     .bind(id)
     .bind(user.user_id)
@@ -273,6 +297,11 @@ async fn create(
     .bind(&stored)
     .fetch_optional(&state.pool)
     .await?;
+    if let Some(row) = inserted {
+        // The common path answers from what was just written: one round trip.
+        let created_at: DateTime<Utc> = row.try_get("created_at")?;
+        return Ok((StatusCode::CREATED, Json(view_of(id, &entry, input, m, created_at))).into_response());
+    }
     let row = sqlx::query(&format!("{SELECT} WHERE id = $1 AND user_id = $2"))
         .bind(id)
         .bind(user.user_id)
@@ -280,9 +309,6 @@ async fn create(
         .await?;
     let conflict = || Problem::conflict("this id is already used for another entry; use PUT to edit");
     let row = row.ok_or_else(conflict)?;
-    if inserted.is_some() {
-        return Ok((StatusCode::CREATED, Json(view(&row)?)).into_response());
-    }
     let existing: serde_json::Value = row.try_get("input")?;
     if existing == stored {
         Ok((StatusCode::OK, Json(view(&row)?)).into_response())
