@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Apple Health import throughput and peak memory on a generated export (release build).
+# Apple Health import throughput and peak memory on generated exports (release build).
 # Usage: scripts/bench-apple-import.sh [size in MB, default 600]
-# Two sizes are parsed so that flat memory shows: the peak RSS must not grow with the file.
+#
+# Three files: a small one with a year of nights, a large one with a night every day, and a
+# large one with the same year of nights as the small one. Memory is flat in file size when
+# the third peaks where the first does: only sleep records are kept, everything else streams by.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,8 +16,9 @@ run() { cargo run --quiet --release -p log-ingestion --example apple_import_benc
 
 cargo build --release -p log-ingestion --example apple_import_bench
 run generate "$dir/small.xml" 60
-run generate "$dir/export.xml" "$size_mb"
-echo "small export:"
-run parse "$dir/small.xml"
-echo "large export:"
-run parse "$dir/export.xml"
+run generate "$dir/large.xml" "$size_mb"
+run generate "$dir/large-one-year-of-sleep.xml" "$size_mb" 365
+for name in small large large-one-year-of-sleep; do
+  printf '%s: ' "$name"
+  run parse "$dir/$name.xml"
+done

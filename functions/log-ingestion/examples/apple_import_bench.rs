@@ -18,23 +18,37 @@ const PHONE_DEVICE: &str = "&lt;&lt;HKDevice: 0x283e0c1e0&gt;, name:iPhone, manu
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("generate") if args.len() == 4 => {
+        Some("generate") if (4..=5).contains(&args.len()) => {
             let mb: u64 = args[3].parse().expect("size in MB");
-            generate(&args[2], mb * 1_000_000)
+            let sleep_nights = args.get(4).map(|n| n.parse().expect("a number of nights"));
+            generate(&args[2], mb * 1_000_000, sleep_nights)
         }
         Some("parse") if args.len() == 3 => parse(&args[2]),
         _ => {
-            eprintln!("usage: apple_import_bench generate <file> <MB> | parse <file>");
+            eprintln!(
+                "usage: apple_import_bench generate <file> <MB> [nights with sleep] | parse <file>"
+            );
             std::process::exit(2);
         }
     }
 }
 
+/// One staged night, minutes from 22:50 the evening before: the phone's InBed, the watch's stages.
+const NIGHT: &[(i64, i64, &str, &str)] = &[
+    (0, 470, "InBed", "Owner's iPhone"),
+    (15, 130, "AsleepCore", "Owner's Apple Watch"),
+    (130, 175, "AsleepDeep", "Owner's Apple Watch"),
+    (175, 220, "AsleepREM", "Owner's Apple Watch"),
+    (220, 420, "AsleepCore", "Owner's Apple Watch"),
+    (420, 430, "Awake", "Owner's Apple Watch"),
+    (430, 465, "AsleepCore", "Owner's Apple Watch"),
+];
+
 fn ts(t: NaiveDateTime) -> String {
     t.format("%Y-%m-%d %H:%M:%S +0100").to_string()
 }
 
-fn generate(path: &str, target: u64) -> std::io::Result<()> {
+fn generate(path: &str, target: u64, sleep_nights: Option<u64>) -> std::io::Result<()> {
     let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
     let mut written: u64 = 0;
     put(
@@ -44,6 +58,7 @@ fn generate(path: &str, target: u64) -> std::io::Result<()> {
     )?;
     let mut day = NaiveDate::from_ymd_opt(2012, 1, 1).expect("a date");
     let mut line = String::with_capacity(1024);
+    let mut nights: u64 = 0;
     while written < target {
         let midnight = day.and_hms_opt(0, 0, 0).expect("midnight");
         line.clear();
@@ -85,16 +100,10 @@ fn generate(path: &str, target: u64) -> std::io::Result<()> {
                 ts(evening + Duration::minutes(to))
             )
         };
-        for (from, to, value, source) in [
-            (0, 470, "InBed", "Owner's iPhone"),
-            (15, 130, "AsleepCore", "Owner's Apple Watch"),
-            (130, 175, "AsleepDeep", "Owner's Apple Watch"),
-            (175, 220, "AsleepREM", "Owner's Apple Watch"),
-            (220, 420, "AsleepCore", "Owner's Apple Watch"),
-            (420, 430, "Awake", "Owner's Apple Watch"),
-            (430, 465, "AsleepCore", "Owner's Apple Watch"),
-        ] {
-            line.push_str(&sleep(from, to, value, source));
+        let with_sleep = sleep_nights.is_none_or(|n| nights < n);
+        nights += 1;
+        for (from, to, value, source) in if with_sleep { NIGHT } else { &[] } {
+            line.push_str(&sleep(*from, *to, value, source));
         }
         put(&mut out, &mut written, &line)?;
         day = day.succ_opt().expect("a next day");
