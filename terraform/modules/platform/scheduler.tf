@@ -13,6 +13,15 @@ locals {
     { for name, m in module.http_services : name => m.uri },
     { for name, m in module.push_services : name => m.uri },
   )
+
+  # Split by target kind first, so no expression reads a key the other kind does not have.
+  job_schedules  = { for k, s in local.schedules : k => s if s.target.kind == "cloud-run-job" }
+  http_schedules = { for k, s in local.schedules : k => s if s.target.kind == "http" }
+
+  schedule_uris = merge(
+    { for k, s in local.job_schedules : k => "https://run.googleapis.com/v2/projects/${var.project_id}/locations/${var.region}/jobs/${module.jobs[s.target.job].name}:run" },
+    { for k, s in local.http_schedules : k => "${local.http_service_uris[s.target.service]}${s.target.path}" },
+  )
 }
 
 resource "google_cloud_scheduler_job" "jobs" {
@@ -35,11 +44,9 @@ resource "google_cloud_scheduler_job" "jobs" {
 
   http_target {
     http_method = "POST"
-    uri = (each.value.target.kind == "cloud-run-job"
-      ? "https://run.googleapis.com/v2/projects/${var.project_id}/locations/${var.region}/jobs/${module.jobs[each.value.target.job].name}:run"
-    : "${local.http_service_uris[each.value.target.service]}${each.value.target.path}")
-    body    = base64encode(try(each.value.target.body, "{}"))
-    headers = { "Content-Type" = "application/json" }
+    uri         = local.schedule_uris[each.key]
+    body        = base64encode(try(each.value.target.body, "{}"))
+    headers     = { "Content-Type" = "application/json" }
 
     # Google APIs (the Cloud Run Admin API that starts a job) take OAuth tokens;
     # our own services take OIDC tokens with the service URL as audience.
@@ -63,7 +70,7 @@ resource "google_cloud_scheduler_job" "jobs" {
 
 # The scheduler identity may start exactly the jobs named in scheduler/*.yaml, nothing else.
 resource "google_cloud_run_v2_job_iam_member" "scheduler_invoker" {
-  for_each = { for k, s in local.schedules : k => s.target.job if s.target.kind == "cloud-run-job" }
+  for_each = { for k, s in local.job_schedules : k => s.target.job }
 
   project  = var.project_id
   location = var.region
@@ -73,7 +80,7 @@ resource "google_cloud_run_v2_job_iam_member" "scheduler_invoker" {
 }
 
 resource "google_cloud_run_v2_service_iam_member" "scheduler_invoker" {
-  for_each = { for k, s in local.schedules : k => s.target.service if s.target.kind == "http" }
+  for_each = { for k, s in local.http_schedules : k => s.target.service }
 
   project  = var.project_id
   location = var.region
