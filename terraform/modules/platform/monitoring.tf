@@ -229,15 +229,14 @@ resource "google_monitoring_alert_policy" "backup_verification_failed" {
     }
   }
 
+  # A nightly job: 26 hours without a success means a night was missed, without flapping
+  # between two normal runs.
   conditions {
-    display_name = "no successful backup-verification for 24 hours (a missed night)"
-    condition_absent {
-      filter   = "resource.type = \"cloud_run_job\" AND resource.label.job_name = \"backup-verification\" AND metric.type = \"run.googleapis.com/job/completed_execution_count\" AND metric.label.result = \"succeeded\""
-      duration = "86400s"
-      aggregations {
-        alignment_period   = "3600s"
-        per_series_aligner = "ALIGN_SUM"
-      }
+    display_name = "no successful backup-verification for 26 hours"
+    condition_prometheus_query_language {
+      query               = "absent_over_time(run_googleapis_com:job_completed_execution_count{monitored_resource=\"cloud_run_job\",job_name=\"backup-verification\",result=\"succeeded\"}[26h])"
+      duration            = "0s"
+      evaluation_interval = "300s"
     }
   }
 

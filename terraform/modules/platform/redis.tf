@@ -12,8 +12,6 @@ resource "google_redis_instance" "main" {
   auth_enabled            = true
   transit_encryption_mode = "SERVER_AUTHENTICATION"
   customer_managed_key    = google_kms_crypto_key.keys["redis"].id
-  replica_count           = 1
-  read_replicas_mode      = "READ_REPLICAS_ENABLED"
   labels                  = local.labels
 
   redis_configs = {

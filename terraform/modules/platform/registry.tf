@@ -13,11 +13,22 @@ resource "google_artifact_registry_repository" "images" {
     immutable_tags = true
   }
 
+  # Rollback needs recent digests: the newest 30 versions always stay; older ones go after
+  # 180 days.
   cleanup_policies {
     id     = "keep-recent"
     action = "KEEP"
     most_recent_versions {
       keep_count = 30
+    }
+  }
+
+  cleanup_policies {
+    id     = "delete-old"
+    action = "DELETE"
+    condition {
+      tag_state  = "ANY"
+      older_than = "15552000s"
     }
   }
 

@@ -36,8 +36,7 @@ resource "google_access_context_manager_service_perimeter" "main" {
     # Federation) and may reach only the registry and Cloud Run.
     ingress_policies {
       ingress_from {
-        identities    = ["serviceAccount:${google_service_account.ci_cd.email}"]
-        identity_type = "IDENTITY_TYPE_UNSPECIFIED"
+        identities = ["serviceAccount:${google_service_account.ci_cd.email}"]
         sources {
           access_level = "*"
         }
