@@ -8,17 +8,40 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 
 fn choices(ids: &[&str], values: &[u8]) -> Value {
-    Value::Object(ids.iter().zip(values).map(|(id, v)| ((*id).to_owned(), json!(v))).collect())
+    Value::Object(
+        ids.iter()
+            .zip(values)
+            .map(|(id, v)| ((*id).to_owned(), json!(v)))
+            .collect(),
+    )
 }
 
 fn cases() -> Vec<(&'static Definition, Value)> {
     vec![
         // REFERENCE §1 vectors I4, E4, D3, Q3, G3, W4 and LCBC row 5.
-        (&isi::DEFINITION, choices(&isi::ITEMS, &[1, 2, 1, 0, 0, 3, 2])),
-        (&ess::DEFINITION, choices(&ess::ITEMS, &[3, 2, 1, 0, 0, 1, 3, 3])),
-        (&dbas16::DEFINITION, choices(&dbas16::ITEMS, &[8, 8, 5, 6, 7, 2, 6, 4, 7, 5, 3, 8, 1, 6, 0, 7])),
-        (&phq9::DEFINITION, choices(&phq9::ITEMS, &[3, 0, 1, 2, 0, 0, 1, 0, 3])),
-        (&gad7::DEFINITION, choices(&gad7::ITEMS, &[3, 0, 1, 2, 0, 0, 1])),
+        (
+            &isi::DEFINITION,
+            choices(&isi::ITEMS, &[1, 2, 1, 0, 0, 3, 2]),
+        ),
+        (
+            &ess::DEFINITION,
+            choices(&ess::ITEMS, &[3, 2, 1, 0, 0, 1, 3, 3]),
+        ),
+        (
+            &dbas16::DEFINITION,
+            choices(
+                &dbas16::ITEMS,
+                &[8, 8, 5, 6, 7, 2, 6, 4, 7, 5, 3, 8, 1, 6, 0, 7],
+            ),
+        ),
+        (
+            &phq9::DEFINITION,
+            choices(&phq9::ITEMS, &[3, 0, 1, 2, 0, 0, 1, 0, 3]),
+        ),
+        (
+            &gad7::DEFINITION,
+            choices(&gad7::ITEMS, &[3, 0, 1, 2, 0, 0, 1]),
+        ),
         (&who5::DEFINITION, choices(&who5::ITEMS, &[4, 1, 0, 2, 3])),
         (
             &psqi::DEFINITION,
@@ -35,7 +58,9 @@ fn scoring(c: &mut Criterion) {
     for (definition, body) in cases() {
         let answers = Answers::from_json(definition, &body).unwrap();
         let mut group = c.benchmark_group(definition.instrument.as_str());
-        group.bench_function("score", |b| b.iter(|| definition.score(black_box(&answers)).unwrap()));
+        group.bench_function("score", |b| {
+            b.iter(|| definition.score(black_box(&answers)).unwrap())
+        });
         group.bench_function("parse+score", |b| {
             b.iter(|| {
                 let answers = Answers::from_json(definition, black_box(&body)).unwrap();

@@ -207,7 +207,10 @@ mod tests {
         let token = old.sign(sub, Duration::from_secs(60), None);
         assert_eq!(rotated.verify(&token).unwrap().sub, sub);
         let fresh = rotated.sign(sub, Duration::from_secs(60), None);
-        assert_eq!(jsonwebtoken::decode_header(&fresh).unwrap().kid.as_deref(), Some("2"));
+        assert_eq!(
+            jsonwebtoken::decode_header(&fresh).unwrap().kid.as_deref(),
+            Some("2")
+        );
         assert_eq!(old.verify(&fresh), Err(TokenError::UnknownKey));
     }
 
@@ -219,7 +222,9 @@ mod tests {
         let none = format!(
             "{}.{}.",
             b64(r#"{"alg":"none","typ":"JWT","kid":"1"}"#),
-            b64(&format!(r#"{{"sub":"{sub}","iss":"iss","aud":"aud","exp":9999999999,"iat":0}}"#))
+            b64(&format!(
+                r#"{{"sub":"{sub}","iss":"iss","aud":"aud","exp":9999999999,"iat":0}}"#
+            ))
         );
         assert_eq!(keys.verify(&none), Err(TokenError::Malformed));
         let other = ring(&[("1", K2)]).sign(sub, Duration::from_secs(60), None);
@@ -258,7 +263,10 @@ mod tests {
                 iat: now,
                 sid: None,
             });
-            assert!(matches!(keys.verify(&t), Err(TokenError::Invalid(_))), "{iss} {aud}");
+            assert!(
+                matches!(keys.verify(&t), Err(TokenError::Invalid(_))),
+                "{iss} {aud}"
+            );
         }
     }
 
@@ -273,7 +281,10 @@ mod tests {
         let bytes = s.as_bytes();
         let mut out = String::new();
         for chunk in bytes.chunks(3) {
-            let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
             let chars = chunk.len() + 1;
             for i in 0..chars {
                 out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);

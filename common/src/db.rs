@@ -4,8 +4,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::config::DbConfig;
 
@@ -28,8 +28,14 @@ pub enum DbError {
 /// A Cloud SQL unix socket is given as `postgres:///db?host=/cloudsql/PROJECT:REGION:INSTANCE&user=U&password=P`.
 pub async fn connect(config: &DbConfig) -> Result<PgPool, DbError> {
     let url = config.database_url.expose_secret();
-    let options = PgConnectOptions::from_str(url).map_err(|e| DbError::Url(redact(&e.to_string(), url)))?;
-    connect_with(options, config.db_max_connections, Duration::from_secs(config.db_connect_timeout_secs)).await
+    let options =
+        PgConnectOptions::from_str(url).map_err(|e| DbError::Url(redact(&e.to_string(), url)))?;
+    connect_with(
+        options,
+        config.db_max_connections,
+        Duration::from_secs(config.db_connect_timeout_secs),
+    )
+    .await
 }
 
 /// Same as [`connect`] from parsed options.
@@ -62,7 +68,10 @@ fn redact(message: &str, url: &str) -> String {
 pub fn is_transient(e: &sqlx::Error) -> bool {
     matches!(
         e,
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+        sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
     ) || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("53") || c.starts_with("57P")))
 }
 

@@ -184,7 +184,10 @@ impl DiaryEntry {
         let final_awakening = resolve_local("final_awakening", &input.final_awakening, zone)?;
         let out_of_bed = resolve_local("out_of_bed", &input.out_of_bed, zone)?;
         if lights_out.utc < into_bed.utc {
-            return Err(Problem::validation("lights_out", "lights_out is before into_bed"));
+            return Err(Problem::validation(
+                "lights_out",
+                "lights_out is before into_bed",
+            ));
         }
         if final_awakening.utc <= lights_out.utc {
             return Err(Problem::validation(
@@ -208,7 +211,11 @@ impl DiaryEntry {
         let period_min = (final_awakening.utc - lights_out.utc).num_seconds() / 60;
         let awake = i64::from(input.sol_min) + i64::from(input.waso_min);
         if awake > period_min {
-            let field = if i64::from(input.sol_min) > period_min { "sol_min" } else { "waso_min" };
+            let field = if i64::from(input.sol_min) > period_min {
+                "sol_min"
+            } else {
+                "waso_min"
+            };
             return Err(Problem::validation(
                 field,
                 format!(
@@ -223,22 +230,29 @@ impl DiaryEntry {
             ));
         }
         if input.awakenings > 100 {
-            return Err(Problem::validation("awakenings", "awakenings must be at most 100"));
+            return Err(Problem::validation(
+                "awakenings",
+                "awakenings must be at most 100",
+            ));
         }
-        if let Some(q) = input.quality {
-            if !(1..=5).contains(&q) {
-                return Err(Problem::validation("quality", "quality must be 1 to 5"));
-            }
+        if input.quality.is_some_and(|q| !(1..=5).contains(&q)) {
+            return Err(Problem::validation("quality", "quality must be 1 to 5"));
         }
         let mut naps = Vec::with_capacity(input.naps.len());
         for (i, nap) in input.naps.iter().enumerate() {
             let start = resolve_local(&format!("naps[{i}].start"), &nap.start, zone)?;
             let end = resolve_local(&format!("naps[{i}].end"), &nap.end, zone)?;
             if end.utc <= start.utc {
-                return Err(Problem::validation(format!("naps[{i}].end"), "a nap must end after it starts"));
+                return Err(Problem::validation(
+                    format!("naps[{i}].end"),
+                    "a nap must end after it starts",
+                ));
             }
             if (end.utc - start.utc).num_hours() >= 12 {
-                return Err(Problem::validation(format!("naps[{i}].end"), "a nap must be shorter than 12 hours"));
+                return Err(Problem::validation(
+                    format!("naps[{i}].end"),
+                    "a nap must be shorter than 12 hours",
+                ));
             }
             if start.utc < out_of_bed.utc && end.utc > into_bed.utc {
                 return Err(Problem::validation(
@@ -268,8 +282,15 @@ impl DiaryEntry {
                 ));
             }
         }
-        if input.comment.as_ref().is_some_and(|c| c.chars().count() > 2000) {
-            return Err(Problem::validation("comment", "comment must be at most 2000 characters"));
+        if input
+            .comment
+            .as_ref()
+            .is_some_and(|c| c.chars().count() > 2000)
+        {
+            return Err(Problem::validation(
+                "comment",
+                "comment must be at most 2000 characters",
+            ));
         }
         Ok(Self {
             zone,
@@ -328,9 +349,8 @@ pub fn night_of(instant: DateTime<Utc>, zone: Tz) -> NaiveDate {
 
 /// Parses an IANA zone name; 422 naming `field` otherwise.
 pub fn parse_zone(field: &str, name: &str) -> Result<Tz, Problem> {
-    Tz::from_str(name).map_err(|_| {
-        Problem::validation(field, format!("{name:?} is not an IANA time zone"))
-    })
+    Tz::from_str(name)
+        .map_err(|_| Problem::validation(field, format!("{name:?} is not an IANA time zone")))
 }
 
 /// Reads a local date-time in `zone`.
@@ -353,7 +373,10 @@ pub fn resolve_local(field: &str, value: &str, zone: Tz) -> Result<LocalInstant,
                 ),
             ));
         }
-        return Ok(LocalInstant { utc, offset: zone_offset });
+        return Ok(LocalInstant {
+            utc,
+            offset: zone_offset,
+        });
     }
     let naive = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
         .iter()
@@ -371,7 +394,10 @@ pub fn resolve_local(field: &str, value: &str, zone: Tz) -> Result<LocalInstant,
         }),
         LocalResult::None => Err(Problem::validation(
             field,
-            format!("{value} does not exist in {} (skipped by a daylight-saving change)", zone.name()),
+            format!(
+                "{value} does not exist in {} (skipped by a daylight-saving change)",
+                zone.name()
+            ),
         )),
         LocalResult::Ambiguous(a, b) => Err(Problem::validation(
             field,
@@ -389,7 +415,17 @@ pub fn resolve_local(field: &str, value: &str, zone: Tz) -> Result<LocalInstant,
 mod tests {
     use super::*;
 
-    fn input(zone: &str, t1: &str, t2: &str, sol: u32, nwak: u32, waso: u32, t6: &str, t7: &str) -> DiaryInput {
+    #[allow(clippy::too_many_arguments)]
+    fn input(
+        zone: &str,
+        t1: &str,
+        t2: &str,
+        sol: u32,
+        nwak: u32,
+        waso: u32,
+        t6: &str,
+        t7: &str,
+    ) -> DiaryInput {
         DiaryInput {
             id: None,
             zone: zone.into(),
@@ -493,7 +529,10 @@ mod tests {
         ))
         .unwrap()
         .metrics();
-        assert_eq!((m.tib_min, m.tst_min, m.twak_min, m.se_pct), (465, 350, 30, 75.3));
+        assert_eq!(
+            (m.tib_min, m.tst_min, m.twak_min, m.se_pct),
+            (465, 350, 30, 75.3)
+        );
     }
 
     fn field_of(r: Result<DiaryEntry, Problem>) -> String {
@@ -504,9 +543,35 @@ mod tests {
 
     #[test]
     fn nonexistent_and_ambiguous_local_times_are_refused_naming_the_field() {
-        let base = |t6: &str, t7: &str| input("Europe/Berlin", "2025-03-30T01:00", "2025-03-30T01:10", 5, 0, 0, t6, t7);
-        assert_eq!(field_of(DiaryEntry::parse(&base("2025-03-30T02:30", "2025-03-30T06:00"))), "final_awakening");
-        let fold = input("Europe/Berlin", "2025-10-26T00:00", "2025-10-26T00:10", 5, 0, 0, "2025-10-26T05:00", "2025-10-26T02:30");
+        let base = |t6: &str, t7: &str| {
+            input(
+                "Europe/Berlin",
+                "2025-03-30T01:00",
+                "2025-03-30T01:10",
+                5,
+                0,
+                0,
+                t6,
+                t7,
+            )
+        };
+        assert_eq!(
+            field_of(DiaryEntry::parse(&base(
+                "2025-03-30T02:30",
+                "2025-03-30T06:00"
+            ))),
+            "final_awakening"
+        );
+        let fold = input(
+            "Europe/Berlin",
+            "2025-10-26T00:00",
+            "2025-10-26T00:10",
+            5,
+            0,
+            0,
+            "2025-10-26T05:00",
+            "2025-10-26T02:30",
+        );
         // out_of_bed before final awakening is caught only after all times resolve; the fold comes first
         assert_eq!(field_of(DiaryEntry::parse(&fold)), "out_of_bed");
         let p = resolve_local("out_of_bed", "2025-10-26T02:30", Tz::Europe__Berlin).unwrap_err();
@@ -518,13 +583,23 @@ mod tests {
 
     #[test]
     fn an_offset_that_the_zone_does_not_have_is_refused() {
-        let p = resolve_local("into_bed", "2025-07-01T23:00:00+01:00", Tz::Europe__Berlin).unwrap_err();
+        let p =
+            resolve_local("into_bed", "2025-07-01T23:00:00+01:00", Tz::Europe__Berlin).unwrap_err();
         assert_eq!(p.field.as_deref(), Some("into_bed"));
     }
 
     #[test]
     fn wrong_order_and_too_much_wake_are_refused() {
-        let ok = input("Europe/Berlin", "2025-02-03T22:45", "2025-02-03T23:00", 30, 2, 40, "2025-02-04T06:00", "2025-02-04T06:30");
+        let ok = input(
+            "Europe/Berlin",
+            "2025-02-03T22:45",
+            "2025-02-03T23:00",
+            30,
+            2,
+            40,
+            "2025-02-04T06:00",
+            "2025-02-04T06:30",
+        );
         assert!(DiaryEntry::parse(&ok).is_ok());
         let mut bad = ok.clone();
         bad.lights_out = "2025-02-03T22:30".into();
@@ -551,7 +626,10 @@ mod tests {
         bad.out_of_bed = "2025-02-05T06:30".into();
         assert_eq!(field_of(DiaryEntry::parse(&bad)), "out_of_bed");
         let mut bad = ok;
-        bad.naps = vec![NapInput { start: "2025-02-04T05:00".into(), end: "2025-02-04T05:30".into() }];
+        bad.naps = vec![NapInput {
+            start: "2025-02-04T05:00".into(),
+            end: "2025-02-04T05:30".into(),
+        }];
         assert_eq!(field_of(DiaryEntry::parse(&bad)), "naps[0].start");
     }
 }

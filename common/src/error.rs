@@ -86,7 +86,11 @@ impl Problem {
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.field {
-            Some(field) => write!(f, "{} {} ({field}): {}", self.status, self.code, self.detail),
+            Some(field) => write!(
+                f,
+                "{} {} ({field}): {}",
+                self.status, self.code, self.detail
+            ),
             None => write!(f, "{} {}: {}", self.status, self.code, self.detail),
         }
     }

@@ -6,13 +6,13 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRef, FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use serde::de::DeserializeOwned;
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
@@ -112,7 +112,13 @@ async fn request_span(req: Request, next: Next) -> Response {
 pub async fn serve(app: Router, config: &HttpConfig) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind((config.bind, config.port)).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    serve_on(listener, app, Duration::from_secs(config.shutdown_grace_secs), shutdown_signal()).await
+    serve_on(
+        listener,
+        app,
+        Duration::from_secs(config.shutdown_grace_secs),
+        shutdown_signal(),
+    )
+    .await
 }
 
 /// Serves on a bound listener until `signal` resolves; in-flight requests then get `grace` to
@@ -181,12 +187,22 @@ where
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| {
-                let mime = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+                let mime = v
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                mime == "application/json"
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
             })
             .unwrap_or(false);
         if !is_json {
-            return Err(Problem::new(415, "unsupported_media_type", "send the body as application/json"));
+            return Err(Problem::new(
+                415,
+                "unsupported_media_type",
+                "send the body as application/json",
+            ));
         }
         let bytes = body_bytes(req, state).await?;
         parse_json(&bytes).map(ApiJson)
@@ -197,7 +213,11 @@ where
 pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Problem> {
     Bytes::from_request(req, state).await.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::new(413, "payload_too_large", "the request body is larger than this endpoint accepts")
+            Problem::new(
+                413,
+                "payload_too_large",
+                "the request body is larger than this endpoint accepts",
+            )
         } else {
             Problem::bad_request("the request body could not be read")
         }
@@ -287,10 +307,15 @@ where
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .ok_or_else(Problem::unauthorized)?;
         match keys.verify(token.trim()) {
-            Ok(claims) => Ok(AuthUser { user_id: claims.sub }),
+            Ok(claims) => Ok(AuthUser {
+                user_id: claims.sub,
+            }),
             Err(e) => {
                 tracing::info!(reason = %e, "access token refused");
                 Err(Problem::unauthorized())
@@ -300,7 +325,9 @@ where
 }
 
 /// Serves an OpenAPI document as JSON.
-pub fn openapi_json(doc: serde_json::Value) -> impl Fn() -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
+pub fn openapi_json(
+    doc: serde_json::Value,
+) -> impl Fn() -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
     let body = Arc::new(serde_json::to_vec(&doc).unwrap_or_default());
     move || {
         let body = Body::from(body.as_ref().clone());

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use axum::Router;
 use axum::handler::Handler;
 use axum::routing::MethodRouter;
-use axum::Router;
 
 /// Records `(METHOD, path)` for every route added.
 pub struct ApiRouter<S> {
@@ -80,8 +80,11 @@ pub fn documented_routes(doc: &serde_json::Value) -> Vec<(String, String)> {
     out
 }
 
+/// `(METHOD, path)` pairs.
+pub type Routes = Vec<(String, String)>;
+
 /// The routes served but missing from the document, and documented but not served.
-pub fn route_diff(served: &[(String, String)], doc: &serde_json::Value) -> (Vec<(String, String)>, Vec<(String, String)>) {
+pub fn route_diff(served: &[(String, String)], doc: &serde_json::Value) -> (Routes, Routes) {
     let documented = documented_routes(doc);
     let missing = served
         .iter()

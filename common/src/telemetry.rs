@@ -22,11 +22,15 @@ use crate::config::PlatformConfig;
 
 /// Installs the global subscriber. Call once, from `main`.
 pub fn init(platform: &PlatformConfig) {
-    let filter = EnvFilter::try_new(&platform.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_new(&platform.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     if platform.json_logs() {
         let _ = registry
-            .with(CloudLoggingLayer::new(platform.project.clone(), std::io::stdout))
+            .with(CloudLoggingLayer::new(
+                platform.project.clone(),
+                std::io::stdout,
+            ))
             .try_init();
     } else {
         let _ = registry
@@ -181,9 +185,7 @@ where
         line.insert("severity".into(), Value::from(severity(meta.level())));
         line.insert(
             "time".into(),
-            Value::from(
-                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            ),
+            Value::from(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
         );
         line.insert("target".into(), Value::from(meta.target()));
         if let Some(scope) = ctx.event_scope(event) {
@@ -200,9 +202,7 @@ where
         }
         let mut fields = Map::new();
         event.record(&mut JsonVisitor(&mut fields));
-        let message = fields
-            .remove("message")
-            .unwrap_or_else(|| Value::from(""));
+        let message = fields.remove("message").unwrap_or_else(|| Value::from(""));
         line.extend(fields);
         line.insert("message".into(), message);
         if let Some(Value::String(trace_id)) = line.remove("trace_id") {
@@ -252,13 +252,19 @@ mod tests {
         .unwrap();
         assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(t.span_id.as_deref(), Some("00f067aa0ba902b7"));
-        assert!(TraceContext::from_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none());
+        assert!(
+            TraceContext::from_traceparent(
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+            )
+            .is_none()
+        );
         assert!(TraceContext::from_traceparent("00-xyz-00f067aa0ba902b7-01").is_none());
     }
 
     #[test]
     fn cloud_trace_context_is_parsed() {
-        let t = TraceContext::from_cloud_trace_context("105445aa7843bc8bf206b12000100000/1;o=1").unwrap();
+        let t = TraceContext::from_cloud_trace_context("105445aa7843bc8bf206b12000100000/1;o=1")
+            .unwrap();
         assert_eq!(t.trace_id, "105445aa7843bc8bf206b12000100000");
         assert_eq!(t.span_id.as_deref(), Some("1"));
         let t = TraceContext::from_cloud_trace_context("105445aa7843bc8bf206b12000100000").unwrap();
@@ -272,7 +278,11 @@ mod tests {
         let subscriber = tracing_subscriber::registry()
             .with(CloudLoggingLayer::new(Some("proj".into()), buf.clone()));
         tracing::subscriber::with_default(subscriber, || {
-            let span = tracing::info_span!("request", trace_id = "4bf92f3577b34da6a3ce929d0e0e4736", method = "GET");
+            let span = tracing::info_span!(
+                "request",
+                trace_id = "4bf92f3577b34da6a3ce929d0e0e4736",
+                method = "GET"
+            );
             let _g = span.enter();
             tracing::warn!(status = 503, "dependency down");
         });

@@ -14,7 +14,10 @@ pub const AUDIENCE: &str = "dta-wide-api";
 
 /// A key ring for tests (not used anywhere else).
 pub fn jwt_keys() -> Arc<JwtKeys> {
-    let keys = vec![("test-1".to_owned(), b"test-only-key-0123456789abcdef0123456789".to_vec())];
+    let keys = vec![(
+        "test-1".to_owned(),
+        b"test-only-key-0123456789abcdef0123456789".to_vec(),
+    )];
     Arc::new(JwtKeys::new(&keys, ISSUER, AUDIENCE, Duration::from_secs(30)).expect("test keys"))
 }
 
@@ -39,7 +42,6 @@ pub async fn user(pool: &sqlx::PgPool) -> Uuid {
 pub async fn json_body(res: axum::response::Response) -> serde_json::Value {
     use http_body_util::BodyExt;
     let bytes = res.into_body().collect().await.expect("body").to_bytes();
-    serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-        serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
-    })
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()))
 }

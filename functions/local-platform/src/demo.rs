@@ -27,19 +27,40 @@ pub const FILES: &[(&str, &str)] = &[
     ("apple-health", "apple-health/resilio-sleep_with_inbed.xml"),
     ("apple-health", "apple-health/resilio-sleep_ios15.xml"),
     ("apple-health", "apple-health/resilio-sleep_ios16.xml"),
-    ("apple-health", "apple-health/hydawo-export-v14-multisource-midnight-dst.xml"),
-    ("apple-health", "apple-health/grll-export-autosleep-multisource.xml"),
-    ("apple-health", "apple-health/resilio-truncated-INVALID-on-purpose.xml"),
-    ("fitbit", "fitbit/shimmer-fitbit-sleep-date-classic-with-nap.json"),
-    ("fitbit", "fitbit/sleepcare-fitbit-sleep-list-v1.2-stages.json"),
-    ("oura", "oura/exoura-v2-usercollection-sleep-slice-naps-rest-dst.json"),
+    (
+        "apple-health",
+        "apple-health/hydawo-export-v14-multisource-midnight-dst.xml",
+    ),
+    (
+        "apple-health",
+        "apple-health/grll-export-autosleep-multisource.xml",
+    ),
+    (
+        "apple-health",
+        "apple-health/resilio-truncated-INVALID-on-purpose.xml",
+    ),
+    (
+        "fitbit",
+        "fitbit/shimmer-fitbit-sleep-date-classic-with-nap.json",
+    ),
+    (
+        "fitbit",
+        "fitbit/sleepcare-fitbit-sleep-list-v1.2-stages.json",
+    ),
+    (
+        "oura",
+        "oura/exoura-v2-usercollection-sleep-slice-naps-rest-dst.json",
+    ),
 ];
 
 async fn send(req: reqwest::RequestBuilder) -> DemoResult<(u16, Value)> {
     let res = req.send().await?;
     let status = res.status().as_u16();
     let text = res.text().await?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    ))
 }
 
 /// Runs the demo and prints the nights.
@@ -55,18 +76,38 @@ pub async fn run(args: DemoArgs) -> DemoResult<()> {
     if status != 200 {
         return Err(format!("login answered {status}: {body}").into());
     }
-    let token = format!("Bearer {}", body["access_token"].as_str().unwrap_or_default());
+    let token = format!(
+        "Bearer {}",
+        body["access_token"].as_str().unwrap_or_default()
+    );
 
     // Two diary nights across the 2025 DST changes (REFERENCE §2.5 N2, N3); fixed ids make reruns idempotent.
     let diary = [
-        ("00000000-0000-4000-8000-00000000d001", "2025-03-29T23:00:00+01:00", "2025-03-29T23:15:00+01:00", "2025-03-30T06:30:00+02:00", "2025-03-30T07:00:00+02:00"),
-        ("00000000-0000-4000-8000-00000000d002", "2025-10-25T23:00:00+02:00", "2025-10-25T23:15:00+02:00", "2025-10-26T06:30:00+01:00", "2025-10-26T07:00:00+01:00"),
+        (
+            "00000000-0000-4000-8000-00000000d001",
+            "2025-03-29T23:00:00+01:00",
+            "2025-03-29T23:15:00+01:00",
+            "2025-03-30T06:30:00+02:00",
+            "2025-03-30T07:00:00+02:00",
+        ),
+        (
+            "00000000-0000-4000-8000-00000000d002",
+            "2025-10-25T23:00:00+02:00",
+            "2025-10-25T23:15:00+02:00",
+            "2025-10-26T06:30:00+01:00",
+            "2025-10-26T07:00:00+01:00",
+        ),
     ];
     let mut rows: Vec<[String; 6]> = Vec::new();
     for (id, t1, t2, t6, t7) in diary {
         let entry = json!({"id": id, "zone": args.zone, "into_bed": t1, "lights_out": t2, "sol_min": 20,
             "awakenings": 1, "waso_min": 15, "final_awakening": t6, "out_of_bed": t7, "quality": 3});
-        let (status, body) = send(http.post(format!("{base}/v1/sleep-logs")).header("authorization", &token).json(&entry)).await?;
+        let (status, body) = send(
+            http.post(format!("{base}/v1/sleep-logs"))
+                .header("authorization", &token)
+                .json(&entry),
+        )
+        .await?;
         if status != 201 && status != 200 {
             return Err(format!("diary entry answered {status}: {body}").into());
         }
@@ -87,14 +128,31 @@ pub async fn run(args: DemoArgs) -> DemoResult<()> {
         let path = args.realdata.join(file);
         let bytes = read(&path)?;
         let url = format!("{base}/v1/imports/{source}?zone={}", args.zone);
-        let (status, body) = send(http.post(url).header("authorization", &token).header("content-type", "application/octet-stream").body(bytes)).await?;
+        let (status, body) = send(
+            http.post(url)
+                .header("authorization", &token)
+                .header("content-type", "application/octet-stream")
+                .body(bytes),
+        )
+        .await?;
         match status {
             200 | 201 => {
-                let nights: Vec<String> = body["nights"].as_array().into_iter().flatten().filter_map(|d| d.as_str().map(str::to_owned)).collect();
-                println!("  {file:<62} {status} {} periods, {} new", body["sessions_in_file"], body["sessions_new"]);
+                let nights: Vec<String> = body["nights"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|d| d.as_str().map(str::to_owned))
+                    .collect();
+                println!(
+                    "  {file:<62} {status} {} periods, {} new",
+                    body["sessions_in_file"], body["sessions_new"]
+                );
                 dates.extend(nights);
             }
-            _ => println!("  {file:<62} {status} rejected: {}", body["detail"].as_str().unwrap_or_default()),
+            _ => println!(
+                "  {file:<62} {status} rejected: {}",
+                body["detail"].as_str().unwrap_or_default()
+            ),
         }
     }
     dates.sort();
@@ -106,32 +164,74 @@ pub async fn run(args: DemoArgs) -> DemoResult<()> {
             return Err(format!("nights answered {status}: {nights}").into());
         }
         for n in nights.as_array().into_iter().flatten() {
-            let sources: Vec<String> = n["provenance"].as_array().into_iter().flatten()
-                .map(|p| match p["device"].as_str() { Some(d) => format!("{}:{d}", p["source"].as_str().unwrap_or_default()), None => p["source"].as_str().unwrap_or_default().to_owned() })
+            let sources: Vec<String> = n["provenance"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| match p["device"].as_str() {
+                    Some(d) => format!("{}:{d}", p["source"].as_str().unwrap_or_default()),
+                    None => p["source"].as_str().unwrap_or_default().to_owned(),
+                })
                 .collect();
-            let naps: Vec<String> = n["naps"].as_array().into_iter().flatten().map(|p| p["asleep_min"].to_string()).collect();
+            let naps: Vec<String> = n["naps"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| p["asleep_min"].to_string())
+                .collect();
             let main = &n["main"];
             rows.push([
                 n["date"].as_str().unwrap_or_default().to_owned(),
                 sources.join("+"),
-                if main.is_null() { "-".into() } else { main["tib_min"].to_string() },
-                if main.is_null() { "-".into() } else { main["tst_min"].to_string() },
-                if main.is_null() { "-".into() } else { format!("{:.1}", main["se_pct"].as_f64().unwrap_or_default()) },
-                if naps.is_empty() { "-".into() } else { naps.join(",") },
+                if main.is_null() {
+                    "-".into()
+                } else {
+                    main["tib_min"].to_string()
+                },
+                if main.is_null() {
+                    "-".into()
+                } else {
+                    main["tst_min"].to_string()
+                },
+                if main.is_null() {
+                    "-".into()
+                } else {
+                    format!("{:.1}", main["se_pct"].as_f64().unwrap_or_default())
+                },
+                if naps.is_empty() {
+                    "-".into()
+                } else {
+                    naps.join(",")
+                },
             ]);
         }
     }
     rows.sort();
     println!();
-    println!("{:<11} {:<44} {:>5} {:>5} {:>6}  {}", "night", "source", "TIB", "TST", "SE%", "naps (min asleep)");
+    println!(
+        "{:<11} {:<44} {:>5} {:>5} {:>6}  naps (min asleep)",
+        "night", "source", "TIB", "TST", "SE%"
+    );
     for r in rows {
-        println!("{:<11} {:<44} {:>5} {:>5} {:>6}  {}", r[0], truncate(&r[1], 44), r[2], r[3], r[4], r[5]);
+        println!(
+            "{:<11} {:<44} {:>5} {:>5} {:>6}  {}",
+            r[0],
+            truncate(&r[1], 44),
+            r[2],
+            r[3],
+            r[4],
+            r[5]
+        );
     }
     Ok(())
 }
 
 fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n { s.to_owned() } else { s.chars().take(n - 1).collect::<String>() + "…" }
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        s.chars().take(n - 1).collect::<String>() + "…"
+    }
 }
 
 fn read(path: &Path) -> DemoResult<Vec<u8>> {

@@ -45,11 +45,17 @@ pub fn parse_routes(spec: &str) -> Result<Vec<Route>, String> {
         .split(',')
         .filter(|s| !s.trim().is_empty())
         .map(|pair| {
-            let (prefix, upstream) = pair.trim().split_once('=').ok_or_else(|| format!("{pair:?} is not prefix=upstream"))?;
-            Ok(Route { prefix: prefix.trim_end_matches('/').to_owned(), upstream: upstream.trim_end_matches('/').to_owned() })
+            let (prefix, upstream) = pair
+                .trim()
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?} is not prefix=upstream"))?;
+            Ok(Route {
+                prefix: prefix.trim_end_matches('/').to_owned(),
+                upstream: upstream.trim_end_matches('/').to_owned(),
+            })
         })
         .collect::<Result<_, String>>()?;
-    routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+    routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
     Ok(routes)
 }
 
@@ -68,12 +74,17 @@ impl Gateway {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        Self { routes: std::sync::Arc::new(routes), client }
+        Self {
+            routes: std::sync::Arc::new(routes),
+            client,
+        }
     }
 
     fn upstream_for(&self, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| {
-            path == r.prefix || path.starts_with(&format!("{}/", r.prefix)) || path.starts_with(&format!("{}?", r.prefix))
+            path == r.prefix
+                || path.starts_with(&format!("{}/", r.prefix))
+                || path.starts_with(&format!("{}?", r.prefix))
         })
     }
 }
@@ -88,14 +99,26 @@ pub fn app(gateway: Gateway) -> Router {
         .with_state(gateway)
 }
 
-const HOP_BY_HOP: [&str; 7] = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
 
 async fn proxy(State(gw): State<Gateway>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let Some(route) = gw.upstream_for(&path).cloned() else {
         return Problem::not_found().into_response();
     };
-    let pq = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or(path);
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or(path);
     let url = format!("{}{}", route.upstream, pq);
     let method = req.method().clone();
     let mut headers = req.headers().clone();
@@ -105,9 +128,18 @@ async fn proxy(State(gw): State<Gateway>, req: Request) -> Response {
     headers.remove(header::HOST);
     let body = match axum::body::to_bytes(req.into_body(), 64 * 1024 * 1024).await {
         Ok(b) => b,
-        Err(_) => return Problem::new(413, "payload_too_large", "request body too large").into_response(),
+        Err(_) => {
+            return Problem::new(413, "payload_too_large", "request body too large")
+                .into_response();
+        }
     };
-    let upstream = gw.client.request(method, &url).headers(headers).body(body).send().await;
+    let upstream = gw
+        .client
+        .request(method, &url)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await;
     match upstream {
         Ok(res) => {
             let status = res.status();
@@ -124,7 +156,15 @@ async fn proxy(State(gw): State<Gateway>, req: Request) -> Response {
         }
         Err(e) => {
             tracing::warn!(error = %e, upstream = %route.upstream, "upstream unavailable");
-            (StatusCode::BAD_GATEWAY, Problem::new(502, "bad_gateway", "the function behind this path is not reachable")).into_response()
+            (
+                StatusCode::BAD_GATEWAY,
+                Problem::new(
+                    502,
+                    "bad_gateway",
+                    "the function behind this path is not reachable",
+                ),
+            )
+                .into_response()
         }
     }
 }
@@ -139,9 +179,23 @@ async fn merged_openapi(State(gw): State<Gateway>) -> Response {
         match gw.client.get(format!("{u}/openapi.json")).send().await {
             Ok(res) if res.status().is_success() => match res.json::<serde_json::Value>().await {
                 Ok(doc) => docs.push(doc),
-                Err(_) => return Problem::new(502, "bad_gateway", format!("{u} served an unreadable OpenAPI document")).into_response(),
+                Err(_) => {
+                    return Problem::new(
+                        502,
+                        "bad_gateway",
+                        format!("{u} served an unreadable OpenAPI document"),
+                    )
+                    .into_response();
+                }
             },
-            _ => return Problem::new(502, "bad_gateway", format!("{u} did not serve its OpenAPI document")).into_response(),
+            _ => {
+                return Problem::new(
+                    502,
+                    "bad_gateway",
+                    format!("{u} did not serve its OpenAPI document"),
+                )
+                .into_response();
+            }
         }
     }
     Json(merge_docs(&docs)).into_response()
@@ -190,7 +244,10 @@ mod tests {
     #[test]
     fn the_longest_prefix_wins_at_segment_boundaries() {
         let gw = Gateway::new(parse_routes("/v1=http://a,/v1/auth=http://b").unwrap());
-        assert_eq!(gw.upstream_for("/v1/auth/login").unwrap().upstream, "http://b");
+        assert_eq!(
+            gw.upstream_for("/v1/auth/login").unwrap().upstream,
+            "http://b"
+        );
         assert_eq!(gw.upstream_for("/v1/authx").unwrap().upstream, "http://a");
         assert!(gw.upstream_for("/v2/x").is_none());
     }

@@ -72,13 +72,22 @@ impl IntoResponse for Error {
         match self {
             Error::Client(p) => p.into_response(),
             Error::Parse(e) => {
-                let mut p = Problem::new(422, "unreadable_file", format!("the file was not imported: {}", e.message));
+                let mut p = Problem::new(
+                    422,
+                    "unreadable_file",
+                    format!("the file was not imported: {}", e.message),
+                );
                 p.field = Some(e.location.unwrap_or_else(|| "body".into()));
                 p.into_response()
             }
             Error::Db(e) => {
                 tracing::error!(error = %e, "database error");
-                if common::db::is_transient(&e) { Problem::unavailable() } else { Problem::internal() }.into_response()
+                if common::db::is_transient(&e) {
+                    Problem::unavailable()
+                } else {
+                    Problem::internal()
+                }
+                .into_response()
             }
         }
     }
@@ -88,7 +97,13 @@ impl IntoResponse for Error {
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let keys = Arc::new(JwtKeys::from_config(&config.jwt)?);
     let pool = common::db::connect(&config.db).await?;
-    let app = app(AppState { pool: pool.clone(), keys }, Duration::from_secs(config.http.request_timeout_secs));
+    let app = app(
+        AppState {
+            pool: pool.clone(),
+            keys,
+        },
+        Duration::from_secs(config.http.request_timeout_secs),
+    );
     common::http::serve(app, &config.http).await?;
     pool.close().await;
     Ok(())
@@ -106,7 +121,10 @@ pub fn routes() -> ApiRouter<AppState> {
 /// The service with the platform layers and the 32 MiB body limit.
 pub fn app(state: AppState, request_timeout: Duration) -> Router {
     common::http::platform(
-        routes().into_router().layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)).with_state(state),
+        routes()
+            .into_router()
+            .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
+            .with_state(state),
         request_timeout,
     )
 }
@@ -203,9 +221,18 @@ async fn import(
 ) -> Result<Response, Error> {
     let source = source_of(&source)?;
     let zone = common::diary::parse_zone("zone", &query.zone)?;
-    if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok()) {
-        if len > MAX_UPLOAD_BYTES {
-            return Err(Problem::new(413, "payload_too_large", "uploads are limited to 32 MiB; larger exports go through Cloud Storage").into());
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    {
+        if declared.is_some_and(|len| len > MAX_UPLOAD_BYTES) {
+            return Err(Problem::new(
+                413,
+                "payload_too_large",
+                "uploads are limited to 32 MiB; larger exports go through Cloud Storage",
+            )
+            .into());
         }
     }
     let bytes = common::http::body_bytes(req, &()).await?;
@@ -236,15 +263,18 @@ async fn import(
     night_set.dedup();
     if let Some(import_id) = existing {
         tx.commit().await?;
-        return Ok((StatusCode::OK, Json(ImportResult {
-            import_id,
-            source: source.as_str().into(),
-            sessions_in_file: sessions.len(),
-            sessions_new: 0,
-            nights: night_set,
-            already_imported: true,
-        }))
-        .into_response());
+        return Ok((
+            StatusCode::OK,
+            Json(ImportResult {
+                import_id,
+                source: source.as_str().into(),
+                sessions_in_file: sessions.len(),
+                sessions_new: 0,
+                nights: night_set,
+                already_imported: true,
+            }),
+        )
+            .into_response());
     }
     let import_id = Uuid::new_v4();
     sqlx::query("INSERT INTO imports (id, user_id, source, content_sha256, zone, sessions) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -286,16 +316,24 @@ async fn import(
         new += done.rows_affected() as usize;
     }
     tx.commit().await?;
-    tracing::info!(source = source.as_str(), sessions = sessions.len(), new, "import stored");
-    Ok((StatusCode::CREATED, Json(ImportResult {
-        import_id,
-        source: source.as_str().into(),
-        sessions_in_file: sessions.len(),
-        sessions_new: new,
-        nights: night_set,
-        already_imported: false,
-    }))
-    .into_response())
+    tracing::info!(
+        source = source.as_str(),
+        sessions = sessions.len(),
+        new,
+        "import stored"
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(ImportResult {
+            import_id,
+            source: source.as_str().into(),
+            sessions_in_file: sessions.len(),
+            sessions_new: new,
+            nights: night_set,
+            already_imported: false,
+        }),
+    )
+        .into_response())
 }
 
 /// The night a single session is filed under, by the merge rules.
@@ -317,7 +355,12 @@ pub struct NightRange {
 }
 
 /// Loads a user's stored sessions with nights in `[from, to]`.
-pub async fn load_sessions(pool: &PgPool, user: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<Session>, sqlx::Error> {
+pub async fn load_sessions(
+    pool: &PgPool,
+    user: Uuid,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<Session>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT source, device, record_ids, kind, start_at, start_offset, end_at, end_offset, in_bed_secs, segments, source_day, stated \
          FROM sleep_sessions WHERE user_id = $1 AND night BETWEEN $2 AND $3 ORDER BY start_at, source",
@@ -327,7 +370,12 @@ pub async fn load_sessions(pool: &PgPool, user: Uuid, from: NaiveDate, to: Naive
     .bind(to)
     .fetch_all(pool)
     .await?;
-    let at = |utc: DateTime<Utc>, off: i32| utc.with_timezone(&FixedOffset::east_opt(off).unwrap_or(FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!())));
+    let at = |utc: DateTime<Utc>, off: i32| {
+        utc.with_timezone(
+            &FixedOffset::east_opt(off)
+                .unwrap_or(FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!())),
+        )
+    };
     rows.iter()
         .map(|r| {
             let source = match r.try_get::<String, _>("source")?.as_str() {
@@ -366,7 +414,11 @@ pub async fn load_sessions(pool: &PgPool, user: Uuid, from: NaiveDate, to: Naive
 #[utoipa::path(get, path = "/v1/imports/nights", params(NightRange),
     responses((status = 200, description = "Merged nights, by date"), (status = 422, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-async fn nights(State(state): State<AppState>, user: AuthUser, ApiQuery(range): ApiQuery<NightRange>) -> Result<Json<Vec<Night>>, Error> {
+async fn nights(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(range): ApiQuery<NightRange>,
+) -> Result<Json<Vec<Night>>, Error> {
     if range.to < range.from {
         return Err(Problem::validation("to", "to is before from").into());
     }

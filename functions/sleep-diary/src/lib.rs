@@ -211,7 +211,13 @@ fn view(row: &sqlx::postgres::PgRow) -> Result<EntryView> {
     })
 }
 
-fn view_of(id: Uuid, entry: &DiaryEntry, input: DiaryInput, metrics: NightMetrics, created_at: DateTime<Utc>) -> EntryView {
+fn view_of(
+    id: Uuid,
+    entry: &DiaryEntry,
+    input: DiaryInput,
+    metrics: NightMetrics,
+    created_at: DateTime<Utc>,
+) -> EntryView {
     EntryView {
         id,
         night: entry.night(),
@@ -300,14 +306,19 @@ async fn create(
     if let Some(row) = inserted {
         // The common path answers from what was just written: one round trip.
         let created_at: DateTime<Utc> = row.try_get("created_at")?;
-        return Ok((StatusCode::CREATED, Json(view_of(id, &entry, input, m, created_at))).into_response());
+        return Ok((
+            StatusCode::CREATED,
+            Json(view_of(id, &entry, input, m, created_at)),
+        )
+            .into_response());
     }
     let row = sqlx::query(&format!("{SELECT} WHERE id = $1 AND user_id = $2"))
         .bind(id)
         .bind(user.user_id)
         .fetch_optional(&state.pool)
         .await?;
-    let conflict = || Problem::conflict("this id is already used for another entry; use PUT to edit");
+    let conflict =
+        || Problem::conflict("this id is already used for another entry; use PUT to edit");
     let row = row.ok_or_else(conflict)?;
     let existing: serde_json::Value = row.try_get("input")?;
     if existing == stored {
@@ -333,7 +344,11 @@ async fn list(
         return Err(Problem::validation("to", "to is before from").into());
     }
     if (range.to - range.from).num_days() >= MAX_RANGE_DAYS {
-        return Err(Problem::validation("to", format!("a range covers at most {MAX_RANGE_DAYS} nights")).into());
+        return Err(Problem::validation(
+            "to",
+            format!("a range covers at most {MAX_RANGE_DAYS} nights"),
+        )
+        .into());
     }
     let rows = sqlx::query(&format!(
         "{SELECT} WHERE user_id = $1 AND night BETWEEN $2 AND $3 ORDER BY night, into_bed"
@@ -395,18 +410,23 @@ async fn update(
     let entry = DiaryEntry::parse(&input)?;
     let m = entry.metrics();
     let mut tx = state.pool.begin().await?;
-    let created: Option<DateTime<Utc>> =
-        sqlx::query_scalar("SELECT created_at FROM diary_entries WHERE id = $1 AND user_id = $2 FOR UPDATE")
-            .bind(id)
-            .bind(user.user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let created: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "SELECT created_at FROM diary_entries WHERE id = $1 AND user_id = $2 FOR UPDATE",
+    )
+    .bind(id)
+    .bind(user.user_id)
+    .fetch_optional(&mut *tx)
+    .await?;
     let created = created.ok_or_else(Problem::not_found)?;
     if Utc::now() - created > state.edit_window {
-        return Err(Problem::new(409, "edit_window_closed", format!(
-            "entries can be edited for {} days after they were created",
-            state.edit_window.num_days()
-        ))
+        return Err(Problem::new(
+            409,
+            "edit_window_closed",
+            format!(
+                "entries can be edited for {} days after they were created",
+                state.edit_window.num_days()
+            ),
+        )
         .into());
     }
     sqlx::query(

@@ -20,7 +20,13 @@ fn state(pool: PgPool) -> AppState {
     }
 }
 
-async fn call(state: &AppState, method: &str, uri: &str, user: Option<Uuid>, body: Option<Value>) -> (StatusCode, String, Value) {
+async fn call(
+    state: &AppState,
+    method: &str,
+    uri: &str,
+    user: Option<Uuid>,
+    body: Option<Value>,
+) -> (StatusCode, String, Value) {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(u) = user {
         req = req.header(header::AUTHORIZATION, testkit::bearer(&state.keys, u));
@@ -68,7 +74,14 @@ async fn dst_night_is_stored_with_metrics_from_instants(pool: PgPool) {
     let s = state(pool.clone());
     let user = testkit::user(&pool).await;
     let id = Uuid::new_v4();
-    let (status, _, body) = call(&s, "POST", "/v1/sleep-logs", Some(user), Some(spring_night(id))).await;
+    let (status, _, body) = call(
+        &s,
+        "POST",
+        "/v1/sleep-logs",
+        Some(user),
+        Some(spring_night(id)),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["night"], "2025-03-30");
     assert_eq!(body["metrics"]["tib_min"], 420);
@@ -77,11 +90,25 @@ async fn dst_night_is_stored_with_metrics_from_instants(pool: PgPool) {
     assert_eq!(body["metrics"]["nap_min"], 20);
     assert_eq!(body["out_of_bed"], "2025-03-30T07:00:00+02:00");
 
-    let (status, _, list) = call(&s, "GET", "/v1/sleep-logs?from=2025-03-30&to=2025-03-30", Some(user), None).await;
+    let (status, _, list) = call(
+        &s,
+        "GET",
+        "/v1/sleep-logs?from=2025-03-30&to=2025-03-30",
+        Some(user),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["metrics"]["tib_min"], 420);
-    let (_, _, none) = call(&s, "GET", "/v1/sleep-logs?from=2025-03-31&to=2025-04-30", Some(user), None).await;
+    let (_, _, none) = call(
+        &s,
+        "GET",
+        "/v1/sleep-logs?from=2025-03-31&to=2025-04-30",
+        Some(user),
+        None,
+    )
+    .await;
     assert_eq!(none, json!([]));
 }
 
@@ -90,8 +117,22 @@ async fn create_is_idempotent_on_the_client_id(pool: PgPool) {
     let s = state(pool.clone());
     let user = testkit::user(&pool).await;
     let id = Uuid::new_v4();
-    let (first, _, a) = call(&s, "POST", "/v1/sleep-logs", Some(user), Some(spring_night(id))).await;
-    let (again, _, b) = call(&s, "POST", "/v1/sleep-logs", Some(user), Some(spring_night(id))).await;
+    let (first, _, a) = call(
+        &s,
+        "POST",
+        "/v1/sleep-logs",
+        Some(user),
+        Some(spring_night(id)),
+    )
+    .await;
+    let (again, _, b) = call(
+        &s,
+        "POST",
+        "/v1/sleep-logs",
+        Some(user),
+        Some(spring_night(id)),
+    )
+    .await;
     assert_eq!((first, again), (StatusCode::CREATED, StatusCode::OK));
     assert_eq!(a, b);
     let mut changed = spring_night(id);
@@ -100,7 +141,10 @@ async fn create_is_idempotent_on_the_client_id(pool: PgPool) {
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(ctype, "application/problem+json");
     assert_eq!(p["code"], "conflict");
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM diary_entries").fetch_one(&pool).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM diary_entries")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(count, 1);
 }
 
@@ -110,16 +154,52 @@ async fn another_user_gets_404_and_never_sees_the_entry(pool: PgPool) {
     let a = testkit::user(&pool).await;
     let b = testkit::user(&pool).await;
     let id = Uuid::new_v4();
-    let (status, _, _) = call(&s, "POST", "/v1/sleep-logs", Some(a), Some(spring_night(id))).await;
+    let (status, _, _) = call(
+        &s,
+        "POST",
+        "/v1/sleep-logs",
+        Some(a),
+        Some(spring_night(id)),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED);
     let uri = format!("/v1/sleep-logs/{id}");
-    assert_eq!(call(&s, "GET", &uri, Some(b), None).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(call(&s, "PUT", &uri, Some(b), Some(spring_night(id))).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(call(&s, "DELETE", &uri, Some(b), None).await.0, StatusCode::NOT_FOUND);
-    let (_, _, list) = call(&s, "GET", "/v1/sleep-logs?from=2025-01-01&to=2025-12-31", Some(b), None).await;
+    assert_eq!(
+        call(&s, "GET", &uri, Some(b), None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(&s, "PUT", &uri, Some(b), Some(spring_night(id)))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(&s, "DELETE", &uri, Some(b), None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, _, list) = call(
+        &s,
+        "GET",
+        "/v1/sleep-logs?from=2025-01-01&to=2025-12-31",
+        Some(b),
+        None,
+    )
+    .await;
     assert_eq!(list, json!([]));
     // B re-using A's id cannot overwrite it either.
-    assert_eq!(call(&s, "POST", "/v1/sleep-logs", Some(b), Some(spring_night(id))).await.0, StatusCode::CONFLICT);
+    assert_eq!(
+        call(
+            &s,
+            "POST",
+            "/v1/sleep-logs",
+            Some(b),
+            Some(spring_night(id))
+        )
+        .await
+        .0,
+        StatusCode::CONFLICT
+    );
     let (status, _, mine) = call(&s, "GET", &uri, Some(a), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(mine["id"], json!(id));
@@ -130,14 +210,78 @@ async fn bad_input_is_a_problem_naming_the_field(pool: PgPool) {
     let s = state(pool.clone());
     let user = testkit::user(&pool).await;
     let cases: Vec<(Value, u16, &str)> = vec![
-        ({ let mut v = spring_night(Uuid::new_v4()); v["final_awakening"] = json!("2025-03-30T02:30:00"); v }, 422, "final_awakening"),
-        ({ let mut v = spring_night(Uuid::new_v4()); v["waso_min"] = json!(500); v }, 422, "waso_min"),
-        ({ let mut v = spring_night(Uuid::new_v4()); v["sol_min"] = json!(-5); v }, 422, "sol_min"),
-        ({ let mut v = spring_night(Uuid::new_v4()); v.as_object_mut().unwrap().remove("out_of_bed"); v }, 422, "out_of_bed"),
-        ({ let mut v = spring_night(Uuid::new_v4()); v["surprise"] = json!(1); v }, 422, "surprise"),
-        ({ let mut v = spring_night(Uuid::new_v4()); v["naps"][0]["end"] = json!("2025-03-29T13:00:00+01:00"); v }, 422, "naps[0].end"),
-        ({ let mut v = spring_night(Uuid::new_v4()); v.as_object_mut().unwrap().remove("id"); v }, 422, "id"),
-        ({ let mut v = spring_night(Uuid::new_v4()); v["zone"] = json!("Europe/Atlantis"); v }, 422, "zone"),
+        (
+            {
+                let mut v = spring_night(Uuid::new_v4());
+                v["final_awakening"] = json!("2025-03-30T02:30:00");
+                v
+            },
+            422,
+            "final_awakening",
+        ),
+        (
+            {
+                let mut v = spring_night(Uuid::new_v4());
+                v["waso_min"] = json!(500);
+                v
+            },
+            422,
+            "waso_min",
+        ),
+        (
+            {
+                let mut v = spring_night(Uuid::new_v4());
+                v["sol_min"] = json!(-5);
+                v
+            },
+            422,
+            "sol_min",
+        ),
+        (
+            {
+                let mut v = spring_night(Uuid::new_v4());
+                v.as_object_mut().unwrap().remove("out_of_bed");
+                v
+            },
+            422,
+            "out_of_bed",
+        ),
+        (
+            {
+                let mut v = spring_night(Uuid::new_v4());
+                v["surprise"] = json!(1);
+                v
+            },
+            422,
+            "surprise",
+        ),
+        (
+            {
+                let mut v = spring_night(Uuid::new_v4());
+                v["naps"][0]["end"] = json!("2025-03-29T13:00:00+01:00");
+                v
+            },
+            422,
+            "naps[0].end",
+        ),
+        (
+            {
+                let mut v = spring_night(Uuid::new_v4());
+                v.as_object_mut().unwrap().remove("id");
+                v
+            },
+            422,
+            "id",
+        ),
+        (
+            {
+                let mut v = spring_night(Uuid::new_v4());
+                v["zone"] = json!("Europe/Atlantis");
+                v
+            },
+            422,
+            "zone",
+        ),
     ];
     for (body, status, field) in cases {
         let (got, ctype, p) = call(&s, "POST", "/v1/sleep-logs", Some(user), Some(body)).await;
@@ -145,9 +289,19 @@ async fn bad_input_is_a_problem_naming_the_field(pool: PgPool) {
         assert_eq!(ctype, "application/problem+json");
         assert_eq!(p["field"], field, "{p}");
     }
-    let (status, _, _) = call(&s, "POST", "/v1/sleep-logs", None, Some(spring_night(Uuid::new_v4()))).await;
+    let (status, _, _) = call(
+        &s,
+        "POST",
+        "/v1/sleep-logs",
+        None,
+        Some(spring_night(Uuid::new_v4())),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM diary_entries").fetch_one(&pool).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM diary_entries")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(count, 0, "nothing half-written");
 }
 
@@ -156,16 +310,42 @@ async fn edit_recomputes_and_delete_removes(pool: PgPool) {
     let s = state(pool.clone());
     let user = testkit::user(&pool).await;
     let id = Uuid::new_v4();
-    call(&s, "POST", "/v1/sleep-logs", Some(user), Some(spring_night(id))).await;
+    call(
+        &s,
+        "POST",
+        "/v1/sleep-logs",
+        Some(user),
+        Some(spring_night(id)),
+    )
+    .await;
     let mut edited = spring_night(id);
     edited["sol_min"] = json!(40);
-    let (status, _, body) = call(&s, "PUT", &format!("/v1/sleep-logs/{id}"), Some(user), Some(edited)).await;
+    let (status, _, body) = call(
+        &s,
+        "PUT",
+        &format!("/v1/sleep-logs/{id}"),
+        Some(user),
+        Some(edited),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["metrics"]["tst_min"], 320);
     assert_eq!(body["metrics"]["se_pct"], 76.2);
-    let (status, _, _) = call(&s, "DELETE", &format!("/v1/sleep-logs/{id}"), Some(user), None).await;
+    let (status, _, _) = call(
+        &s,
+        "DELETE",
+        &format!("/v1/sleep-logs/{id}"),
+        Some(user),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_eq!(call(&s, "GET", &format!("/v1/sleep-logs/{id}"), Some(user), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        call(&s, "GET", &format!("/v1/sleep-logs/{id}"), Some(user), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[sqlx::test(migrator = "common::db::MIGRATOR")]
@@ -173,9 +353,26 @@ async fn edits_after_the_window_are_refused(pool: PgPool) {
     let s = state(pool.clone());
     let user = testkit::user(&pool).await;
     let id = Uuid::new_v4();
-    call(&s, "POST", "/v1/sleep-logs", Some(user), Some(spring_night(id))).await;
-    sqlx::query("UPDATE diary_entries SET created_at = now() - interval '8 days'").execute(&pool).await.unwrap();
-    let (status, _, p) = call(&s, "PUT", &format!("/v1/sleep-logs/{id}"), Some(user), Some(spring_night(id))).await;
+    call(
+        &s,
+        "POST",
+        "/v1/sleep-logs",
+        Some(user),
+        Some(spring_night(id)),
+    )
+    .await;
+    sqlx::query("UPDATE diary_entries SET created_at = now() - interval '8 days'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (status, _, p) = call(
+        &s,
+        "PUT",
+        &format!("/v1/sleep-logs/{id}"),
+        Some(user),
+        Some(spring_night(id)),
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(p["code"], "edit_window_closed");
 }

@@ -7,7 +7,8 @@ use common::config::DbConfig;
 use sqlx::PgPool;
 
 fn admin_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 fn db_config(url: &str) -> DbConfig {
@@ -21,14 +22,25 @@ fn db_config(url: &str) -> DbConfig {
 #[tokio::test]
 async fn a_wrong_database_url_fails_fast_with_the_real_cause() {
     let started = Instant::now();
-    let err = common::db::connect(&db_config("postgres://postgres@127.0.0.1:1/none")).await.unwrap_err();
+    let err = common::db::connect(&db_config("postgres://postgres@127.0.0.1:1/none"))
+        .await
+        .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(3));
     let msg = format!("{err} {:?}", std::error::Error::source(&err));
     assert!(msg.to_lowercase().contains("refused"), "{msg}");
-    let err = common::db::connect(&db_config("postgres://postgres@127.0.0.1:5432/no_such_database_here")).await.unwrap_err();
+    let err = common::db::connect(&db_config(
+        "postgres://postgres@127.0.0.1:5432/no_such_database_here",
+    ))
+    .await
+    .unwrap_err();
     assert!(format!("{:?}", err).contains("does not exist"), "{err:?}");
-    let err = common::db::connect(&db_config("mysql://x")).await.unwrap_err();
-    assert!(!err.to_string().contains("mysql://x"), "the URL is not repeated: {err}");
+    let err = common::db::connect(&db_config("mysql://x"))
+        .await
+        .unwrap_err();
+    assert!(
+        !err.to_string().contains("mysql://x"),
+        "the URL is not repeated: {err}"
+    );
 }
 
 #[tokio::test]
@@ -39,14 +51,24 @@ async fn a_cloud_sql_style_unix_socket_url_connects() {
         .into_iter()
         .find(|d| std::path::Path::new(&format!("{d}/.s.PGSQL.5432")).exists())
         .expect("a local PostgreSQL socket");
-    let pool = common::db::connect(&db_config(&format!("postgres:///postgres?host={dir}&user=postgres"))).await.unwrap();
-    let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&pool).await.unwrap();
+    let pool = common::db::connect(&db_config(&format!(
+        "postgres:///postgres?host={dir}&user=postgres"
+    )))
+    .await
+    .unwrap();
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(one, 1);
 }
 
 #[sqlx::test(migrator = "common::db::MIGRATOR")]
 async fn sigterm_lets_the_slow_request_finish_and_exits_zero(pool: PgPool) {
-    let db: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&pool).await.unwrap();
+    let db: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     let base = admin_url();
     let url = match base.rsplit_once('/') {
         Some((head, _)) => format!("{head}/{db}"),
@@ -54,7 +76,11 @@ async fn sigterm_lets_the_slow_request_finish_and_exits_zero(pool: PgPool) {
     };
     let user = common::testkit::user(&pool).await;
     let keys = common::testkit::jwt_keys();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sleep-diary"))
         .env("PORT", port.to_string())
@@ -81,7 +107,10 @@ async fn sigterm_lets_the_slow_request_finish_and_exits_zero(pool: PgPool) {
 
     // Make the next write slow: hold a lock on the table it inserts into.
     let mut locker = pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE diary_entries IN EXCLUSIVE MODE").execute(&mut *locker).await.unwrap();
+    sqlx::query("LOCK TABLE diary_entries IN EXCLUSIVE MODE")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
     let body = serde_json::json!({
         "id": uuid::Uuid::new_v4(), "zone": "Europe/Berlin",
         "into_bed": "2025-02-03T22:45", "lights_out": "2025-02-03T23:00", "sol_min": 30,
@@ -91,23 +120,47 @@ async fn sigterm_lets_the_slow_request_finish_and_exits_zero(pool: PgPool) {
         let client = client.clone();
         let token = common::testkit::bearer(&keys, user);
         let url = format!("{base}/v1/sleep-logs");
-        async move { client.post(url).header("authorization", token).json(&body).send().await }
+        async move {
+            client
+                .post(url)
+                .header("authorization", token)
+                .json(&body)
+                .send()
+                .await
+        }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let kill = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let kill = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(kill.success());
     tokio::time::sleep(Duration::from_millis(300)).await;
     // New connections are refused while the old request drains.
-    assert!(client.get(format!("{base}/healthz")).timeout(Duration::from_secs(1)).send().await.is_err());
+    assert!(
+        client
+            .get(format!("{base}/healthz"))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .is_err()
+    );
     locker.commit().await.unwrap();
-    let res = request.await.unwrap().expect("the in-flight request completed");
+    let res = request
+        .await
+        .unwrap()
+        .expect("the in-flight request completed");
     assert_eq!(res.status(), 201);
     let stopping = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(stopping.elapsed() < Duration::from_secs(10), "exits within 10 s");
+        assert!(
+            stopping.elapsed() < Duration::from_secs(10),
+            "exits within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(status.code(), Some(0));
