@@ -66,7 +66,11 @@ impl AppState {
             .hash_password(b"no account has this password", &salt)
             .map(|h| h.to_string())
             .unwrap_or_default();
-        Self { pool, keys, dummy_hash: Arc::new(dummy) }
+        Self {
+            pool,
+            keys,
+            dummy_hash: Arc::new(dummy),
+        }
     }
 }
 
@@ -90,7 +94,12 @@ impl IntoResponse for Error {
             Error::Client(p) => p.into_response(),
             Error::Db(e) => {
                 tracing::error!(error = %e, "database error");
-                if common::db::is_transient(&e) { Problem::unavailable() } else { Problem::internal() }.into_response()
+                if common::db::is_transient(&e) {
+                    Problem::unavailable()
+                } else {
+                    Problem::internal()
+                }
+                .into_response()
             }
             Error::Hash(e) => {
                 tracing::error!(error = %e, "hashing error");
@@ -104,7 +113,10 @@ impl IntoResponse for Error {
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let keys = Arc::new(JwtKeys::from_config(&config.jwt)?);
     let pool = common::db::connect(&config.db).await?;
-    let app = app(AppState::new(pool.clone(), keys), Duration::from_secs(config.http.request_timeout_secs));
+    let app = app(
+        AppState::new(pool.clone(), keys),
+        Duration::from_secs(config.http.request_timeout_secs),
+    );
     common::http::serve(app, &config.http).await?;
     pool.close().await;
     Ok(())
@@ -125,8 +137,11 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
 }
 
 #[derive(OpenApi)]
-#[openapi(info(title = "dta-wide auth", version = "1"), paths(register, login, openapi, healthz),
-    components(schemas(Credentials, Registered, TokenResponse, Problem)))]
+#[openapi(
+    info(title = "dta-wide auth", version = "1"),
+    paths(register, login, openapi, healthz),
+    components(schemas(Credentials, Registered, TokenResponse, Problem))
+)]
 pub struct ApiDoc;
 
 /// E-mail and password.
@@ -166,21 +181,35 @@ fn hasher() -> Argon2<'static> {
 fn normalise_email(email: &str) -> Result<String, Problem> {
     let email = email.trim().to_lowercase();
     let valid = email.len() <= 254
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.'))
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        })
         && !email.chars().any(char::is_whitespace);
-    if valid { Ok(email) } else { Err(Problem::validation("email", "not an e-mail address")) }
+    if valid {
+        Ok(email)
+    } else {
+        Err(Problem::validation("email", "not an e-mail address"))
+    }
 }
 
 /// Register an account.
 #[utoipa::path(post, path = "/v1/auth/register", request_body = Credentials,
     responses((status = 201, body = Registered), (status = 409, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
-async fn register(State(state): State<AppState>, ApiJson(c): ApiJson<Credentials>) -> Result<(StatusCode, Json<Registered>), Error> {
+async fn register(
+    State(state): State<AppState>,
+    ApiJson(c): ApiJson<Credentials>,
+) -> Result<(StatusCode, Json<Registered>), Error> {
     let email = normalise_email(&c.email)?;
     if c.password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(Problem::validation("password", format!("at least {MIN_PASSWORD_CHARS} characters")).into());
+        return Err(Problem::validation(
+            "password",
+            format!("at least {MIN_PASSWORD_CHARS} characters"),
+        )
+        .into());
     }
     if c.password.len() > 1024 {
         return Err(Problem::validation("password", "at most 1024 bytes").into());
@@ -188,7 +217,9 @@ async fn register(State(state): State<AppState>, ApiJson(c): ApiJson<Credentials
     let password = c.password;
     let hash = tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
-        hasher().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
+        hasher()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
     })
     .await
     .map_err(|e| Error::Hash(e.to_string()))?
@@ -202,7 +233,9 @@ async fn register(State(state): State<AppState>, ApiJson(c): ApiJson<Credentials
         .await;
     match res {
         Ok(_) => Ok((StatusCode::CREATED, Json(Registered { user_id: id }))),
-        Err(e) if common::db::is_unique_violation(&e) => Err(Problem::conflict("an account with this e-mail exists").into()),
+        Err(e) if common::db::is_unique_violation(&e) => {
+            Err(Problem::conflict("an account with this e-mail exists").into())
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -210,17 +243,28 @@ async fn register(State(state): State<AppState>, ApiJson(c): ApiJson<Credentials
 /// Log in; answers an access token.
 #[utoipa::path(post, path = "/v1/auth/login", request_body = Credentials,
     responses((status = 200, body = TokenResponse), (status = 401, body = Problem, content_type = "application/problem+json")))]
-async fn login(State(state): State<AppState>, ApiJson(c): ApiJson<Credentials>) -> Result<Json<TokenResponse>, Error> {
+async fn login(
+    State(state): State<AppState>,
+    ApiJson(c): ApiJson<Credentials>,
+) -> Result<Json<TokenResponse>, Error> {
     let email = c.email.trim().to_lowercase();
-    let row: Option<(Uuid, String)> = sqlx::query_as("SELECT id, password_hash FROM users WHERE lower(email) = $1")
-        .bind(&email)
-        .fetch_optional(&state.pool)
-        .await?;
+    let row: Option<(Uuid, String)> =
+        sqlx::query_as("SELECT id, password_hash FROM users WHERE lower(email) = $1")
+            .bind(&email)
+            .fetch_optional(&state.pool)
+            .await?;
     let password = c.password;
     // Without an account, verify against a fixed hash anyway so timing does not tell.
-    let (user, stored) = row.map_or_else(|| (None, state.dummy_hash.as_ref().clone()), |(id, h)| (Some(id), h));
+    let (user, stored) = row.map_or_else(
+        || (None, state.dummy_hash.as_ref().clone()),
+        |(id, h)| (Some(id), h),
+    );
     let ok = tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&stored).is_ok_and(|parsed| hasher().verify_password(password.as_bytes(), &parsed).is_ok())
+        PasswordHash::new(&stored).is_ok_and(|parsed| {
+            hasher()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
     })
     .await
     .map_err(|e| Error::Hash(e.to_string()))?;

@@ -59,7 +59,10 @@ pub enum Stage {
 impl Stage {
     /// Whether the interval counts as sleep.
     pub fn is_asleep(self) -> bool {
-        matches!(self, Stage::Asleep | Stage::Light | Stage::Deep | Stage::Rem)
+        matches!(
+            self,
+            Stage::Asleep | Stage::Light | Stage::Deep | Stage::Rem
+        )
     }
 }
 
