@@ -760,6 +760,14 @@ class Instance:
         if rtype == "google_service_account" and isinstance(project, str):
             out.setdefault("email", f"{out['account_id']}@{project}.iam.gserviceaccount.com")
             out.setdefault("name", f"projects/{project}/serviceAccounts/{out['email']}")
+        pattern = _ID_PATTERNS.get(rtype)
+        if pattern and isinstance(project, str) and "id" not in out:
+            fields = {k: v for k, v in out.items() if isinstance(v, str)}
+            fields["project"] = project
+            try:
+                out["id"] = pattern.format(**fields)
+            except KeyError:
+                pass
         return out
 
     def resource_ref(self, mode, rtype, steps, scope, node):
@@ -806,6 +814,19 @@ class Instance:
             for c in sorted(children, key=lambda c: c.address):
                 out.extend(c.all_resources())
         return out
+
+
+# Resource ids that follow from the configuration alone (the provider's documented formats),
+# so that the evidence names e.g. the exact key instead of "${google_kms_crypto_key.x.id}".
+_ID_PATTERNS = {
+    "google_compute_network": "projects/{project}/global/networks/{name}",
+    "google_vpc_access_connector": "projects/{project}/locations/{region}/connectors/{name}",
+    "google_kms_key_ring": "projects/{project}/locations/{location}/keyRings/{name}",
+    "google_kms_crypto_key": "{key_ring}/cryptoKeys/{name}",
+    "google_pubsub_topic": "projects/{project}/topics/{name}",
+    "google_pubsub_subscription": "projects/{project}/subscriptions/{name}",
+    "google_secret_manager_secret": "projects/{project}/secrets/{secret_id}",
+}
 
 
 class _ModuleOutputs:
