@@ -103,10 +103,7 @@ class Parser:
         while True:
             self.ws()
             op = next((o for o in self._LEVELS[level] if self.s.startswith(o, self.i)), None)
-            # "=>" and "==" must not be read as "=" / "<" etc.; ">" after "=" is the arrow.
-            if op is None or (op in ("<", ">") and self.s.startswith("=>", self.i - 1)):
-                return left
-            if op == "-" and self.s.startswith("->", self.i):
+            if op is None:
                 return left
             self.i += len(op)
             right = self.binary(level + 1)
@@ -373,8 +370,6 @@ def render(value: Any) -> Any:
         return {k: render(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [render(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return value
     return value
 
 
@@ -540,7 +535,7 @@ class Instance:
         if op == "||" and left is True:
             return True
         right = self.eval(rn, scope)
-        if isinstance(left, (Unknown, _UnknownTemplate)) or isinstance(right, (Unknown, _UnknownTemplate)):
+        if isinstance(left, Unknown) or isinstance(right, Unknown):
             return Unknown(source_of(node))
         return {
             "||": lambda: left or right,
@@ -593,7 +588,7 @@ class Instance:
                     return v
             return Unknown(source_of(node))
         args = [self.eval(a, scope) for a in arg_nodes]
-        if any(isinstance(a, (Unknown, _UnknownTemplate)) for a in args) and name not in ("merge", "concat", "toset", "tolist"):
+        if any(isinstance(a, Unknown) for a in args) and name not in ("merge", "concat", "toset", "tolist"):
             return Unknown(source_of(node))
         base = self.src.path
         fns = {
@@ -680,7 +675,7 @@ class Instance:
 
     def traverse(self, value, steps, scope, node):
         for step in steps:
-            if isinstance(value, (Unknown, _UnknownTemplate)):
+            if isinstance(value, Unknown):
                 return Unknown(source_of(node))
             if isinstance(value, _ModuleOutputs) and step[0] == "attr":
                 value = value.inst.output(step[2])
