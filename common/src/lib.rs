@@ -5,14 +5,24 @@ pub mod auth;
 pub mod config;
 pub mod diary;
 pub mod error;
+pub mod events;
+pub mod job;
 pub mod questionnaire;
 pub mod telemetry;
 
+#[cfg(feature = "redis")]
+pub mod cache;
 #[cfg(feature = "db")]
 pub mod db;
+#[cfg(feature = "firestore")]
+pub mod documents;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "http")]
 pub mod openapi;
+#[cfg(feature = "pubsub")]
+pub mod pubsub;
+#[cfg(feature = "gcs")]
+pub mod storage;
 #[cfg(feature = "testkit")]
 pub mod testkit;

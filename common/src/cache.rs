@@ -1,0 +1,1 @@
+//! Redis: the connection manager, sessions and rate-limit counters (Memorystore in production).

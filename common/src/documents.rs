@@ -1,0 +1,1 @@
+//! Firestore: analysis logs and the per-user event stream.

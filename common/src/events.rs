@@ -1,0 +1,1 @@
+//! The versioned JSON event schemas exchanged between functions over Pub/Sub.

@@ -1,0 +1,1 @@
+//! Pub/Sub: publishing (official client, emulator-aware) and push-envelope handling.

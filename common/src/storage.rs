@@ -1,0 +1,1 @@
+//! Cloud Storage (gcloud-storage; fake-gcs-server locally).
