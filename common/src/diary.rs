@@ -13,6 +13,10 @@ use crate::error::Problem;
 
 /// Longest time in bed accepted (REFERENCE §2.3: TIB < 24 h).
 pub const MAX_TIB_SECS: i64 = 24 * 3600;
+/// Most naps one entry may list.
+pub const MAX_NAPS: usize = 10;
+/// Most drinks of one kind, or medications, one entry may list.
+pub const MAX_INTAKES: usize = 20;
 
 /// A diary entry as the app sends it. Times are local date-times with their UTC offset
 /// (`2025-03-30T06:30:00+02:00`); without an offset they are read in `zone`.
@@ -179,6 +183,24 @@ impl DiaryEntry {
     /// Validates an input (REFERENCE §2.3) and anchors its times in the zone.
     pub fn parse(input: &DiaryInput) -> Result<Self, Problem> {
         let zone = parse_zone("zone", &input.zone)?;
+        if input.naps.len() > MAX_NAPS {
+            return Err(Problem::validation(
+                "naps",
+                format!("at most {MAX_NAPS} naps"),
+            ));
+        }
+        for (list, name) in [
+            (input.caffeine.len(), "caffeine"),
+            (input.alcohol.len(), "alcohol"),
+            (input.medication.len(), "medication"),
+        ] {
+            if list > MAX_INTAKES {
+                return Err(Problem::validation(
+                    name,
+                    format!("at most {MAX_INTAKES} items"),
+                ));
+            }
+        }
         let into_bed = resolve_local("into_bed", &input.into_bed, zone)?;
         let lights_out = resolve_local("lights_out", &input.lights_out, zone)?;
         let final_awakening = resolve_local("final_awakening", &input.final_awakening, zone)?;
@@ -275,6 +297,12 @@ impl DiaryEntry {
         }
         for (i, med) in input.medication.iter().enumerate() {
             resolve_local(&format!("medication[{i}].time"), &med.time, zone)?;
+            if med.dose.as_ref().is_some_and(|d| d.chars().count() > 100) {
+                return Err(Problem::validation(
+                    format!("medication[{i}].dose"),
+                    "dose must be at most 100 characters",
+                ));
+            }
             if med.name.trim().is_empty() || med.name.len() > 200 {
                 return Err(Problem::validation(
                     format!("medication[{i}].name"),
@@ -349,8 +377,10 @@ pub fn night_of(instant: DateTime<Utc>, zone: Tz) -> NaiveDate {
 
 /// Parses an IANA zone name; 422 naming `field` otherwise.
 pub fn parse_zone(field: &str, name: &str) -> Result<Tz, Problem> {
-    Tz::from_str(name)
-        .map_err(|_| Problem::validation(field, format!("{name:?} is not an IANA time zone")))
+    Tz::from_str(name).map_err(|_| {
+        let shown: String = name.chars().take(64).collect();
+        Problem::validation(field, format!("{shown:?} is not an IANA time zone"))
+    })
 }
 
 /// Reads a local date-time in `zone`.

@@ -225,7 +225,20 @@ pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes
 }
 
 /// Deserialises JSON, naming the offending field in the problem.
+///
+/// Strings with a NUL character are refused here: PostgreSQL cannot store them in `text` or
+/// `jsonb`, so letting one through would fail later as a server error.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
+            if let Some(path) = nul_path(&value, String::new()) {
+                return Err(Problem::validation(
+                    path,
+                    "text must not contain NUL characters",
+                ));
+            }
+        }
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -248,6 +261,36 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
             _ => Problem::bad_request(format!("the body is not valid JSON: {inner}")),
         }
     })
+}
+
+/// The JSON path of the first string (or key) holding a NUL character.
+fn nul_path(value: &serde_json::Value, path: String) -> Option<String> {
+    let join = |name: &str| {
+        if path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => {
+            Some(if path.is_empty() { "body".into() } else { path })
+        }
+        serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| {
+            nul_path(
+                v,
+                format!("{}[{i}]", if path.is_empty() { "body" } else { &path }),
+            )
+        }),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(join("key"))
+            } else {
+                nul_path(v, join(k))
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// `missing field `x`` / `unknown field `x`, expected ...` → `x`.
@@ -277,11 +320,14 @@ where
             .into_iter()
             .map(|(k, v)| (k, serde_json::Value::from(v)))
             .collect();
-        serde_json::from_value::<T>(serde_json::Value::Object(map))
+        serde_path_to_error::deserialize::<_, T>(serde_json::Value::Object(map))
             .map(ApiQuery)
             .map_err(|e| {
-                let msg = e.to_string();
-                let field = named_field(&msg).unwrap_or_else(|| "query".into());
+                let path = e.path().to_string();
+                let msg = e.into_inner().to_string();
+                let field = named_field(&msg)
+                    .or_else(|| (path != ".").then_some(path))
+                    .unwrap_or_else(|| "query".into());
                 Problem::validation(field, msg)
             })
     }

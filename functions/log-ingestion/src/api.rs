@@ -80,6 +80,10 @@ impl IntoResponse for Error {
                 p.field = Some(e.location.unwrap_or_else(|| "body".into()));
                 p.into_response()
             }
+            Error::Db(e) if common::db::is_foreign_key_violation(&e) => {
+                // A valid token for an account that no longer exists.
+                Problem::unauthorized().into_response()
+            }
             Error::Db(e) => {
                 tracing::error!(error = %e, "database error");
                 if common::db::is_transient(&e) {
@@ -136,6 +140,7 @@ pub struct ApiDoc;
 
 /// The zone offset-less source times are read in.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ImportQuery {
     /// The user's IANA zone, e.g. `Europe/Berlin` (Fitbit times carry no offset).
@@ -243,6 +248,7 @@ async fn import(
     let sessions = tokio::task::spawn_blocking(move || parse_file(source, &bytes, zone))
         .await
         .map_err(|_| Problem::internal())??;
+    check_plausible(&sessions)?;
 
     let mut tx = state.pool.begin().await?;
     // Serialise imports of one user so that the duplicate check and the inserts agree.
@@ -336,6 +342,34 @@ async fn import(
         .into_response())
 }
 
+/// Longest sleep period accepted from any source.
+pub const MAX_PERIOD: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// Refuses files with no sleep at all, or with periods no body sleeps (longer than a day,
+/// ending before they start): such a file is corrupt or edited, and stored it would skew nights.
+pub fn check_plausible(sessions: &[Session]) -> Result<(), ParseError> {
+    if sessions.is_empty() {
+        return Err(ParseError::new("the file contains no sleep records", None));
+    }
+    for s in sessions {
+        let length = s.end.with_timezone(&Utc) - s.start.with_timezone(&Utc);
+        if length < chrono::TimeDelta::zero() || length > MAX_PERIOD {
+            return Err(ParseError::new(
+                format!(
+                    "a sleep period from {} to {} is not plausible (0 to 24 hours)",
+                    s.start.to_rfc3339(),
+                    s.end.to_rfc3339()
+                ),
+                Some(format!(
+                    "record {}",
+                    s.record_ids.first().map(String::as_str).unwrap_or("?")
+                )),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The night a single session is filed under, by the merge rules.
 fn night_of(session: &Session) -> NaiveDate {
     merge::nights(std::slice::from_ref(session))
@@ -346,6 +380,7 @@ fn night_of(session: &Session) -> NaiveDate {
 
 /// Night range, both inclusive.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct NightRange {
     /// First night.

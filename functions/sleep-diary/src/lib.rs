@@ -9,7 +9,7 @@ use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use common::auth::JwtKeys;
 use common::config::{DbConfig, HttpConfig, JwtConfig, PlatformConfig};
 use common::diary::{DiaryEntry, DiaryInput, LocalInstant, NightMetrics};
@@ -71,6 +71,19 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         match self {
             Error::Client(p) => p.into_response(),
+            Error::Db(e) if common::db::constraint(&e) == Some("diary_entries_user_night_key") => {
+                Problem::new(
+                    409,
+                    "night_taken",
+                    "there is already an entry for this night; edit it instead",
+                )
+                .with_field("final_awakening")
+                .into_response()
+            }
+            Error::Db(e) if common::db::is_foreign_key_violation(&e) => {
+                // A valid token for an account that no longer exists.
+                Problem::unauthorized().into_response()
+            }
             Error::Db(e) => {
                 tracing::error!(error = %e, "database error");
                 if common::db::is_transient(&e) {
@@ -158,6 +171,7 @@ pub struct EntryView {
 
 /// Night range of a listing, both inclusive.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct NightRange {
     /// First night (local date of the final awakening).
@@ -248,6 +262,19 @@ fn stored_input(input: &DiaryInput) -> serde_json::Value {
     serde_json::to_value(copy).unwrap_or_default()
 }
 
+/// Validates an entry, and refuses nights that have not happened yet (a day of slack for
+/// clocks and zones).
+fn parse_entry(input: &DiaryInput) -> Result<DiaryEntry> {
+    let entry = DiaryEntry::parse(input)?;
+    if entry.out_of_bed.utc > Utc::now() + chrono::Duration::days(1) {
+        return Err(Problem::validation("out_of_bed", "this night lies in the future").into());
+    }
+    if entry.into_bed.utc.year() < 2000 {
+        return Err(Problem::validation("into_bed", "dates before 2000 are not accepted").into());
+    }
+    Ok(entry)
+}
+
 fn to_i32(v: i64) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
@@ -270,7 +297,7 @@ async fn create(
     let id = input
         .id
         .ok_or_else(|| Problem::validation("id", "a client-generated UUID is required"))?;
-    let entry = DiaryEntry::parse(&input)?;
+    let entry = parse_entry(&input)?;
     let m = entry.metrics();
     let stored = stored_input(&input);
     let inserted = sqlx::query(
@@ -407,7 +434,7 @@ async fn update(
     if input.id.is_some_and(|body_id| body_id != id) {
         return Err(Problem::validation("id", "the id in the body differs from the path").into());
     }
-    let entry = DiaryEntry::parse(&input)?;
+    let entry = parse_entry(&input)?;
     let m = entry.metrics();
     let mut tx = state.pool.begin().await?;
     let created: Option<DateTime<Utc>> = sqlx::query_scalar(

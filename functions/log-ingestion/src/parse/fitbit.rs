@@ -7,6 +7,9 @@ use chrono_tz::Tz;
 use super::{At, clip, json, overlay, resolve_wall};
 use crate::model::{ParseError, Segment, Session, SessionKind, Source, Stage};
 
+/// Longest period or segment accepted, seconds.
+const DAY_SECS: i64 = 24 * 3600;
+
 /// Parses a Fitbit sleep response. Times carry no offset, so they are read in `zone`.
 pub fn fitbit(bytes: &[u8], zone: Tz) -> Result<Vec<Session>, ParseError> {
     let value = json(bytes)?;
@@ -31,7 +34,7 @@ fn session(log: &At<'_>, zone: Tz) -> Result<Session, ParseError> {
     if end <= start {
         return Err(end_at.error("is not after startTime"));
     }
-    let duration_ms = log.field("duration")?.non_negative()?;
+    let duration_ms = log.field("duration")?.at_most(DAY_SECS * 1000)?;
     let day_at = log.field("dateOfSleep")?;
     let day = NaiveDate::parse_from_str(day_at.str()?, "%Y-%m-%d")
         .map_err(|_| day_at.error("expected a date like 2023-04-29"))?;
@@ -111,7 +114,7 @@ fn segments(
             }
         };
         let at = resolve_wall(wall(&item.field("dateTime")?)?, zone, Some(previous));
-        let secs = item.field("seconds")?.non_negative()?;
+        let secs = item.field("seconds")?.at_most(DAY_SECS)?;
         previous = at;
         if secs == 0 {
             continue;

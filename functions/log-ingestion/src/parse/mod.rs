@@ -132,6 +132,16 @@ impl<'a> At<'a> {
         Ok(n)
     }
 
+    /// A non-negative number no larger than `max`: device periods longer than a day are not
+    /// sleep, and bounding them keeps the time arithmetic in range.
+    fn at_most(&self, max: i64) -> Result<i64, ParseError> {
+        let n = self.non_negative()?;
+        if n > max {
+            return Err(self.error(format!("{n} is larger than {max}")));
+        }
+        Ok(n)
+    }
+
     fn bool(&self) -> Result<bool, ParseError> {
         self.value
             .as_bool()
