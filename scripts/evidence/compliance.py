@@ -88,15 +88,28 @@ def residency(env: Environment, _):
     return out
 
 
+def _is_restore_check(r) -> bool:
+    """The backup-verification scratch instance: holds only a restored copy of a backup."""
+    return render(first(r.attrs.get("settings")).get("user_labels", {})).get("role") == "restore-check"
+
+
 def cloudsql(env: Environment, _):
     out = []
     instances = env.of_type("google_sql_database_instance")
-    if not instances:
+    if not [r for r in instances if not _is_restore_check(r)]:
         return ["no Cloud SQL instance"]
     for r in instances:
         s = first(r.attrs.get("settings"))
         b = first(s.get("backup_configuration"))
         ip = first(s.get("ip_configuration"))
+        if not r.attrs.get("encryption_key_name"):
+            out.append(f"{r.address}: no CMEK (encryption_key_name)")
+        if ip.get("ipv4_enabled") is not False or not ip.get("private_network"):
+            out.append(f"{r.address}: must have a private IP only")
+        if ip.get("ssl_mode") not in ("ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"):
+            out.append(f"{r.address}: TLS not required (ssl_mode {ip.get('ssl_mode')})")
+        if _is_restore_check(r):
+            continue
         if s.get("availability_type") != "REGIONAL":
             out.append(f"{r.address}: availability_type {s.get('availability_type')} (HA needs REGIONAL)")
         if not b.get("enabled") or b.get("start_time") != "02:00":
@@ -106,18 +119,14 @@ def cloudsql(env: Environment, _):
         days = b.get("transaction_log_retention_days")
         if not isinstance(days, int) or days < 7:
             out.append(f"{r.address}: transaction logs kept {days} days, need 7 for PITR")
-        if not r.attrs.get("encryption_key_name"):
-            out.append(f"{r.address}: no CMEK (encryption_key_name)")
-        if ip.get("ipv4_enabled") is not False or not ip.get("private_network"):
-            out.append(f"{r.address}: must have a private IP only")
-        if ip.get("ssl_mode") not in ("ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"):
-            out.append(f"{r.address}: TLS not required (ssl_mode {ip.get('ssl_mode')})")
     return out
 
 
 def backup_retention(env: Environment, _):
     out = []
     for r in env.of_type("google_sql_database_instance"):
+        if _is_restore_check(r):
+            continue
         b = first(first(r.attrs.get("settings")).get("backup_configuration"))
         ret = first(b.get("backup_retention_settings"))
         retained = ret.get("retained_backups")
@@ -259,6 +268,13 @@ def iam_design(env: Environment, _):
     dba = f"serviceAccount:{emails.get('db-admin')}"
     if roles_of(dba) - {"roles/cloudsql.viewer"}:
         out.append(f"db-admin is read-only; has {sorted(roles_of(dba))}")
+    scratch = [r.attrs["name"] for r in env.of_type("google_sql_database_instance") if _is_restore_check(r)]
+    restoring = {r.attrs["name"] for r in env.of_type("google_project_iam_custom_role")
+                 if "cloudsql.instances.restoreBackup" in r.attrs.get("permissions", [])}
+    restoring |= {"roles/cloudsql.admin", "roles/cloudsql.editor"}
+    for g in grants:
+        if g["role"] in restoring and not any(f'/instances/{n}"' in str(g.get("condition", "")) for n in scratch):
+            out.append(f"{g['address']}: restoring backups must be limited to the restore-check instance by an IAM condition")
     if not env.of_type("google_privileged_access_manager_entitlement"):
         out.append("database access for db-admins needs an approval workflow (Privileged Access Manager)")
     read_only = re.compile(r"roles/(browser|[a-z]+\.(viewer|reader))$")

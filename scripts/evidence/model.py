@@ -66,13 +66,16 @@ class Environment:
                                       "service_account_id", "repository", "name", "project") if k in r.attrs),
                 None,
             )
-            out.append({
+            grant = {
                 "scope": scope,
                 "resource": render(target),
-                "role": r.attrs.get("role"),
+                "role": render(r.attrs.get("role")),
                 "member": render(r.attrs.get("member")),
                 "address": r.address,
-            })
+            }
+            if r.attrs.get("condition"):
+                grant["condition"] = render(first(r.attrs["condition"]).get("expression"))
+            out.append(grant)
         return sorted(out, key=lambda g: (g["scope"], str(g["resource"]), str(g["role"]), str(g["member"])))
 
 

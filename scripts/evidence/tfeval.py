@@ -755,6 +755,8 @@ class Instance:
         if rtype == "google_service_account" and isinstance(project, str):
             out.setdefault("email", f"{out['account_id']}@{project}.iam.gserviceaccount.com")
             out.setdefault("name", f"projects/{project}/serviceAccounts/{out['email']}")
+        if rtype == "google_project_iam_custom_role" and isinstance(project, str):
+            out.setdefault("name", f"projects/{project}/roles/{out['role_id']}")
         pattern = _ID_PATTERNS.get(rtype)
         if pattern and isinstance(project, str) and "id" not in out:
             fields = {k: v for k, v in out.items() if isinstance(v, str)}

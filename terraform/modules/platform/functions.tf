@@ -52,7 +52,7 @@ module "jobs" {
   image                 = "${local.image_base}/${each.key}:${var.image_tag}"
   service_account_email = google_service_account.api.email
   vpc_connector_id      = google_vpc_access_connector.serverless.id
-  env                   = merge(local.common_env, { ARCHIVE_BUCKET = google_storage_bucket.archive.name })
+  env                   = merge(local.common_env, { ARCHIVE_BUCKET = google_storage_bucket.archive.name }, try(each.value.env, {}))
   secret_env            = { for s in each.value.secrets : s => { secret = google_secret_manager_secret.app[s].secret_id, version = "latest" } }
   timeout_seconds       = each.value.timeout_seconds
   max_retries           = each.value.max_retries

@@ -1,7 +1,8 @@
 # IAM as in the design's table; nothing holds a primitive role (owner/editor/viewer).
 #   dta-wide-api   Cloud SQL Client, Secret Accessor (per secret, secrets.tf), Log Writer,
 #                  plus what its stores need: metrics, traces, Firestore, its topics, its bucket,
-#                  the envelope key. It is the only writer of the production database.
+#                  the envelope key, and restoring into the scratch instance (sql.tf). It is the
+#                  only writer of the production database.
 #   db-admin       read-only; database access only through an approved, time-boxed grant.
 #   ci-cd          Cloud Run deployer and Artifact Registry writer (registry.tf); may act as
 #                  dta-wide-api only to deploy revisions that run as it.
@@ -41,6 +42,7 @@ resource "google_service_account" "scheduler_invoker" {
 locals {
   api_project_roles = [
     "roles/cloudsql.client",
+    "roles/cloudsql.viewer",
     "roles/cloudsql.instanceUser",
     "roles/logging.logWriter",
     "roles/monitoring.metricWriter",

@@ -65,6 +65,12 @@ locals {
       secrets         = ["DATABASE_URL"]
       timeout_seconds = 3600
       max_retries     = 1
+      env = {
+        SQL_INSTANCE           = google_sql_database_instance.main.name
+        RESTORE_CHECK_INSTANCE = google_sql_database_instance.restore_check.name
+        RESTORE_CHECK_HOST     = google_sql_database_instance.restore_check.private_ip_address
+        RPO_SECONDS            = "3600"
+      }
     }
     log-archiver = {
       secrets         = ["DATABASE_URL"]
