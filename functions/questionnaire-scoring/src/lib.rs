@@ -476,10 +476,19 @@ async fn submit(
     let definition = parsed.answers.definition();
     let score = definition.score(&parsed.answers)?;
     let answers = parsed.answers.to_json();
-    let mut tx = state.pool.begin().await?;
+    // One statement, so response, score and safety events commit together in one round trip;
+    // no row back means the id exists already.
+    let score_id = Uuid::new_v4();
     let inserted = sqlx::query(
-        "INSERT INTO questionnaire_responses (id, user_id, instrument, questionnaire, answers, authored_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING id",
+        "WITH r AS (INSERT INTO questionnaire_responses (id, user_id, instrument, questionnaire, answers, authored_at) \
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING id), \
+         s AS (INSERT INTO questionnaire_scores \
+           (id, response_id, user_id, algorithm, total_code, total, band, band_display, components, flags) \
+           SELECT $7, r.id, $2, $8, $9, $10, $11, $12, $13, $14 FROM r RETURNING id, scored_at), \
+         e AS (INSERT INTO safety_events (user_id, response_id, score_id, flag, item, detail) \
+           SELECT $2, $1, s.id, f->>'code', f->>'item', f->>'detail' FROM s, jsonb_array_elements($14) f \
+           WHERE f->>'kind' = 'safety') \
+         SELECT scored_at FROM s",
     )
     .bind(parsed.id)
     .bind(user.user_id)
@@ -487,10 +496,17 @@ async fn submit(
     .bind(definition.id)
     .bind(&answers)
     .bind(parsed.authored)
-    .fetch_optional(&mut *tx)
+    .bind(score_id)
+    .bind(&score.algorithm)
+    .bind(&score.total_code)
+    .bind(score.total)
+    .bind(score.band.as_ref().map(|b| b.code.as_str()))
+    .bind(score.band.as_ref().map(|b| b.display.as_str()))
+    .bind(json_of(&score.components))
+    .bind(json_of(&score.flags))
+    .fetch_optional(&state.pool)
     .await?;
-    if inserted.is_none() {
-        tx.rollback().await?;
+    let Some(inserted) = inserted else {
         let row = sqlx::query(&format!(
             "{VIEW} WHERE r.id = $1 AND r.user_id = $2 AND s.current"
         ))
@@ -504,9 +520,8 @@ async fn submit(
             return Ok((StatusCode::OK, Json(view)).into_response());
         }
         return Err(conflict().into());
-    }
-    let (score_id, scored_at) = insert_score(&mut *tx, parsed.id, user.user_id, &score).await?;
-    tx.commit().await?;
+    };
+    let scored_at: DateTime<Utc> = inserted.try_get("scored_at")?;
     if score.needs_safety_follow_up() {
         // Ids only: the answers are health data and stay out of the log.
         tracing::warn!(response_id = %parsed.id, "safety event recorded for clinician follow-up");
