@@ -196,7 +196,7 @@ fn parse_value(link_id: &str, kind: &ItemKind, value: &Value) -> Result<Option<A
             }
         }
         ItemKind::Decimal { min, max, unit } => {
-            let Some(number) = value.as_f64().filter(|_| value.is_number()) else {
+            let Some(number) = value.as_f64() else {
                 return invalid(format!("{link_id} must be a number ({unit})"));
             };
             if !number.is_finite() || number < *min || number > *max {
