@@ -6,6 +6,8 @@ source scripts/lib.sh
 
 ensure_postgres
 ensure_redis
+scripts/emulators.sh start
+eval "$(scripts/emulators.sh env)"
 export DATABASE_URL="$PG_URL_BASE/postgres"
 export REDIS_URL="redis://127.0.0.1:6379"
 REALDATA_DIR=$(realdata_dir)

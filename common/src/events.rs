@@ -1,1 +1,281 @@
-//! The versioned JSON event schemas exchanged between functions over Pub/Sub.
+//! The versioned JSON event schemas exchanged between functions over Pub/Sub: the contract
+//! between producer and consumer. Every event is an [`Envelope`] with a `type` and a `version`;
+//! a consumer accepts only the versions it knows and acknowledges the rest as undeliverable.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Topic of diary and device sleep events.
+pub const TOPIC_SLEEP_LOG: &str = "sleep-log";
+/// Topic of questionnaire scores.
+pub const TOPIC_QUESTIONNAIRE: &str = "questionnaire";
+/// Topic of safety events for clinician follow-up.
+pub const TOPIC_SAFETY: &str = "safety";
+
+/// The wrapper every event travels in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Event type, e.g. `sleep-log.recorded`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Schema version of `data` for that type.
+    pub version: u32,
+    /// Unique id of this event (not of the business fact; see [`Event::business_key`]).
+    pub id: Uuid,
+    /// When the fact happened.
+    pub occurred_at: DateTime<Utc>,
+    /// The payload, shaped by `kind` and `version`.
+    pub data: serde_json::Value,
+}
+
+/// One night's numbers as a producer reports them (diary or merged device night).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NightSummary {
+    /// Local date of the final awakening.
+    pub night: NaiveDate,
+    /// IANA zone of the night.
+    pub zone: String,
+    /// Into bed (diary) or start of the main sleep (device), with offset.
+    pub start: DateTime<chrono::FixedOffset>,
+    /// Out of bed (diary) or end of the main sleep (device), with offset.
+    pub end: DateTime<chrono::FixedOffset>,
+    /// Final awakening (diary) or end of the main sleep (device), with offset.
+    pub final_awakening: DateTime<chrono::FixedOffset>,
+    /// Time in bed, minutes.
+    pub tib_min: i64,
+    /// Total sleep time, minutes.
+    pub tst_min: i64,
+    /// Sleep-onset latency, minutes (diary only).
+    pub sol_min: Option<i64>,
+    /// Wake after sleep onset, minutes (diary only).
+    pub waso_min: Option<i64>,
+}
+
+/// `sleep-log.recorded` v1: a diary entry was created, changed or deleted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SleepLogRecorded {
+    /// Pseudonymous user id.
+    pub user_id: Uuid,
+    /// Diary entry id.
+    pub entry_id: Uuid,
+    /// `created`, `updated` or `deleted`.
+    pub change: String,
+    /// The night as stored now (absent when deleted).
+    pub summary: Option<NightSummary>,
+    /// The night deleted (only when deleted).
+    pub night: NaiveDate,
+    /// When the entry was last written; orders updates of the same entry.
+    pub revision: DateTime<Utc>,
+}
+
+/// `sleep-log.ingested` v1: a wearable import added data to these nights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SleepLogIngested {
+    /// Pseudonymous user id.
+    pub user_id: Uuid,
+    /// Import id.
+    pub import_id: Uuid,
+    /// Source (`fitbit`, `apple_health`, `oura`).
+    pub source: String,
+    /// The merged device nights the import touched, as they are now.
+    pub nights: Vec<NightSummary>,
+}
+
+/// An event this code base knows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// `sleep-log.recorded` v1.
+    SleepLogRecorded(SleepLogRecorded),
+    /// `sleep-log.ingested` v1.
+    SleepLogIngested(SleepLogIngested),
+}
+
+/// Why an event cannot be processed. None of these get better with a retry.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventError {
+    /// Not an envelope at all.
+    #[error("not an event envelope: {0}")]
+    NotAnEnvelope(String),
+    /// A type this consumer does not know.
+    #[error("unknown event type {0:?}")]
+    UnknownType(String),
+    /// A version of a known type this consumer does not know.
+    #[error("unknown version {version} of {kind:?}")]
+    UnknownVersion {
+        /// Type.
+        kind: String,
+        /// Version.
+        version: u32,
+    },
+    /// The data does not match the schema of its type and version.
+    #[error("invalid {kind:?} v{version}: {reason}")]
+    Invalid {
+        /// Type.
+        kind: String,
+        /// Version.
+        version: u32,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Event {
+    /// Type name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::SleepLogRecorded(_) => "sleep-log.recorded",
+            Event::SleepLogIngested(_) => "sleep-log.ingested",
+        }
+    }
+
+    /// Topic the event is published on.
+    pub fn topic(&self) -> &'static str {
+        TOPIC_SLEEP_LOG
+    }
+
+    /// Wraps the event for publishing.
+    pub fn to_envelope(&self, id: Uuid, occurred_at: DateTime<Utc>) -> Envelope {
+        let data = match self {
+            Event::SleepLogRecorded(e) => serde_json::to_value(e),
+            Event::SleepLogIngested(e) => serde_json::to_value(e),
+        }
+        .unwrap_or_default();
+        Envelope {
+            kind: self.kind().to_owned(),
+            version: 1,
+            id,
+            occurred_at,
+            data,
+        }
+    }
+
+    /// Reads an event from a message body.
+    pub fn from_json(bytes: &[u8]) -> Result<(Envelope, Event), EventError> {
+        let env: Envelope =
+            serde_json::from_slice(bytes).map_err(|e| EventError::NotAnEnvelope(e.to_string()))?;
+        let invalid = |e: serde_json::Error| EventError::Invalid {
+            kind: env.kind.clone(),
+            version: env.version,
+            reason: e.to_string(),
+        };
+        let event = match (env.kind.as_str(), env.version) {
+            ("sleep-log.recorded", 1) => {
+                Event::SleepLogRecorded(serde_json::from_value(env.data.clone()).map_err(invalid)?)
+            }
+            ("sleep-log.ingested", 1) => {
+                Event::SleepLogIngested(serde_json::from_value(env.data.clone()).map_err(invalid)?)
+            }
+            ("sleep-log.recorded" | "sleep-log.ingested", v) => {
+                return Err(EventError::UnknownVersion {
+                    kind: env.kind.clone(),
+                    version: v,
+                });
+            }
+            (other, _) => return Err(EventError::UnknownType(other.to_owned())),
+        };
+        Ok((env, event))
+    }
+
+    /// The business fact this event reports, independent of message and event ids: a
+    /// re-publication of the same fact has the same key.
+    pub fn business_key(&self) -> String {
+        match self {
+            Event::SleepLogRecorded(e) => {
+                format!("diary:{}:{}", e.entry_id, e.revision.timestamp_micros())
+            }
+            Event::SleepLogIngested(e) => {
+                let nights: Vec<String> = e
+                    .nights
+                    .iter()
+                    .map(|n| format!("{}:{}:{}", n.night, n.tib_min, n.tst_min))
+                    .collect();
+                format!("device:{}:{}:{}", e.user_id, e.source, nights.join(","))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary() -> NightSummary {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap();
+        NightSummary {
+            night: NaiveDate::from_ymd_opt(2025, 3, 30).unwrap(),
+            zone: "Europe/Berlin".into(),
+            start: t("2025-03-29T23:00:00+01:00"),
+            end: t("2025-03-30T07:00:00+02:00"),
+            final_awakening: t("2025-03-30T06:30:00+02:00"),
+            tib_min: 420,
+            tst_min: 340,
+            sol_min: Some(20),
+            waso_min: Some(15),
+        }
+    }
+
+    #[test]
+    fn an_event_round_trips_through_its_envelope() {
+        let e = Event::SleepLogRecorded(SleepLogRecorded {
+            user_id: Uuid::new_v4(),
+            entry_id: Uuid::new_v4(),
+            change: "created".into(),
+            summary: Some(summary()),
+            night: summary().night,
+            revision: Utc::now(),
+        });
+        let env = e.to_envelope(Uuid::new_v4(), Utc::now());
+        let bytes = serde_json::to_vec(&env).unwrap();
+        let (back_env, back) = Event::from_json(&bytes).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(back_env, env);
+    }
+
+    #[test]
+    fn unknown_types_versions_and_shapes_are_permanent_errors() {
+        let id = Uuid::new_v4();
+        let mk = |kind: &str, version: u32, data: serde_json::Value| {
+            serde_json::to_vec(&serde_json::json!({"type": kind, "version": version, "id": id, "occurred_at": "2025-01-01T00:00:00Z", "data": data})).unwrap()
+        };
+        assert_eq!(
+            Event::from_json(&mk("x.y", 1, serde_json::json!({}))).unwrap_err(),
+            EventError::UnknownType("x.y".into())
+        );
+        assert!(matches!(
+            Event::from_json(&mk("sleep-log.recorded", 2, serde_json::json!({}))),
+            Err(EventError::UnknownVersion { version: 2, .. })
+        ));
+        assert!(matches!(
+            Event::from_json(&mk(
+                "sleep-log.recorded",
+                1,
+                serde_json::json!({"user_id": 1})
+            )),
+            Err(EventError::Invalid { .. })
+        ));
+        assert!(matches!(
+            Event::from_json(b"dasfdsafdasf"),
+            Err(EventError::NotAnEnvelope(_))
+        ));
+    }
+
+    #[test]
+    fn a_republished_fact_keeps_its_business_key() {
+        let user = Uuid::new_v4();
+        let mk = |import: Uuid| {
+            Event::SleepLogIngested(SleepLogIngested {
+                user_id: user,
+                import_id: import,
+                source: "fitbit".into(),
+                nights: vec![summary()],
+            })
+        };
+        assert_eq!(
+            mk(Uuid::new_v4()).business_key(),
+            mk(Uuid::new_v4()).business_key()
+        );
+    }
+}

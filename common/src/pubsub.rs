@@ -1,1 +1,405 @@
-//! Pub/Sub: publishing (official client, emulator-aware) and push-envelope handling.
+//! Pub/Sub: publishing through the transactional outbox with the official client (mapped to the
+//! emulator when `PUBSUB_EMULATOR_HOST` is set), and the push side: envelope decoding and the
+//! verification of Google-signed OIDC tokens.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use google_cloud_pubsub::client::Publisher;
+use google_cloud_pubsub::model::Message;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+/// A decoded push delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushMessage {
+    /// `messageId` (or `message_id`; real push sends both).
+    pub message_id: String,
+    /// `message.data`, base64-decoded exactly once.
+    pub data: Vec<u8>,
+    /// `message.attributes`, empty when absent.
+    pub attributes: BTreeMap<String, String>,
+    /// `publishTime` as sent.
+    pub publish_time: Option<String>,
+    /// `orderingKey`, if the topic uses ordering.
+    pub ordering_key: Option<String>,
+    /// Full subscription name.
+    pub subscription: String,
+    /// `deliveryAttempt`, sent only when the subscription has a dead-letter policy.
+    pub delivery_attempt: Option<u32>,
+}
+
+/// Why a push body was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PushError {
+    /// Not a push envelope: a legacy background-event or CloudEvent shape, or not JSON. 400:
+    /// the sender is misconfigured; nothing is parsed out of it.
+    #[error("not a Pub/Sub push envelope: {0}")]
+    NotAnEnvelope(String),
+    /// An envelope whose message cannot be read (bad base64). Acknowledged (204): it can never succeed.
+    #[error("unreadable message: {0}")]
+    Unreadable(String),
+}
+
+/// Decodes a push body: `{"message": {...}, "subscription": "..."}`.
+///
+/// Both id spellings (`messageId`/`message_id`) are read by name rather than as serde
+/// aliases, since real push sends both and aliases reject that as a duplicate field.
+pub fn parse_push(body: &[u8]) -> Result<PushMessage, PushError> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| PushError::NotAnEnvelope(e.to_string()))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| PushError::NotAnEnvelope("not a JSON object".into()))?;
+    if obj.contains_key("context")
+        || obj.contains_key("eventType")
+        || obj.contains_key("specversion")
+    {
+        return Err(PushError::NotAnEnvelope(
+            "a background-event or CloudEvent shape; only push subscriptions are accepted".into(),
+        ));
+    }
+    let message = obj
+        .get("message")
+        .and_then(Value::as_object)
+        .ok_or_else(|| PushError::NotAnEnvelope("no `message` object".into()))?;
+    let subscription = obj
+        .get("subscription")
+        .and_then(Value::as_str)
+        .ok_or_else(|| PushError::NotAnEnvelope("no `subscription`".into()))?
+        .to_owned();
+    let text = |a: &str, b: &str| {
+        message
+            .get(a)
+            .or_else(|| message.get(b))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let message_id = text("messageId", "message_id")
+        .ok_or_else(|| PushError::NotAnEnvelope("no `messageId`".into()))?;
+    let data = match message.get("data") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(|e| PushError::Unreadable(format!("message.data is not base64: {e}")))?,
+        Some(_) => return Err(PushError::Unreadable("message.data is not a string".into())),
+    };
+    let attributes = match message.get("attributes") {
+        Some(Value::Object(m)) => m
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    let delivery_attempt = obj
+        .get("deliveryAttempt")
+        .or_else(|| obj.get("delivery_attempt"))
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok());
+    Ok(PushMessage {
+        message_id,
+        data,
+        attributes,
+        publish_time: text("publishTime", "publish_time"),
+        ordering_key: text("orderingKey", "ordering_key"),
+        subscription,
+        delivery_attempt,
+    })
+}
+
+/// Publishes to topics of one project, one client per topic.
+#[derive(Clone)]
+pub struct Publishers {
+    project: String,
+    endpoint: Option<String>,
+    clients: Arc<Mutex<HashMap<String, Publisher>>>,
+}
+
+/// A publishing failure; the outbox keeps the event and retries.
+#[derive(Debug, thiserror::Error)]
+#[error("publish to {topic}: {reason}")]
+pub struct PublishError {
+    /// Topic.
+    pub topic: String,
+    /// Cause.
+    pub reason: String,
+}
+
+impl Publishers {
+    /// `emulator_host` is `PUBSUB_EMULATOR_HOST` (`127.0.0.1:8085`); the official client reads
+    /// no such variable, so it becomes an endpoint with anonymous credentials here.
+    pub fn new(project: impl Into<String>, emulator_host: Option<String>) -> Self {
+        Self {
+            project: project.into(),
+            endpoint: emulator_host.map(|h| {
+                if h.starts_with("http") {
+                    h
+                } else {
+                    format!("http://{h}")
+                }
+            }),
+            clients: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Full topic name.
+    pub fn topic_name(&self, topic: &str) -> String {
+        format!("projects/{}/topics/{topic}", self.project)
+    }
+
+    async fn client(&self, topic: &str) -> Result<Publisher, PublishError> {
+        let mut clients = self.clients.lock().await;
+        if let Some(c) = clients.get(topic) {
+            return Ok(c.clone());
+        }
+        let mut builder = Publisher::builder(self.topic_name(topic))
+            .set_delay_threshold(Duration::from_millis(5));
+        if let Some(endpoint) = &self.endpoint {
+            builder = builder.with_endpoint(endpoint.clone()).with_credentials(
+                google_cloud_auth::credentials::anonymous::Builder::new().build(),
+            );
+        }
+        let client = builder.build().await.map_err(|e| PublishError {
+            topic: topic.into(),
+            reason: e.to_string(),
+        })?;
+        clients.insert(topic.to_owned(), client.clone());
+        Ok(client)
+    }
+
+    /// Publishes one message; returns the server's message id.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        data: Vec<u8>,
+        attributes: &BTreeMap<String, String>,
+        ordering_key: Option<&str>,
+    ) -> Result<String, PublishError> {
+        let client = self.client(topic).await?;
+        let mut msg = Message::new()
+            .set_data(data)
+            .set_attributes(attributes.clone());
+        if let Some(key) = ordering_key {
+            msg = msg.set_ordering_key(key);
+        }
+        let fut = client.publish(msg);
+        match tokio::time::timeout(Duration::from_secs(10), fut).await {
+            Ok(Ok(id)) => Ok(id),
+            Ok(Err(e)) => Err(PublishError {
+                topic: topic.into(),
+                reason: e.to_string(),
+            }),
+            Err(_) => Err(PublishError {
+                topic: topic.into(),
+                reason: "timed out".into(),
+            }),
+        }
+    }
+}
+
+#[cfg(feature = "db")]
+pub use outbox::{drain_once, enqueue, spawn_drainer};
+
+#[cfg(feature = "db")]
+mod outbox {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use sqlx::{PgConnection, PgPool, Row};
+    use uuid::Uuid;
+
+    use super::Publishers;
+    use crate::events::Event;
+
+    /// Writes an event into the outbox inside the caller's transaction.
+    pub async fn enqueue(
+        conn: &mut PgConnection,
+        event: &Event,
+        ordering_key: Option<String>,
+    ) -> sqlx::Result<Uuid> {
+        let id = Uuid::new_v4();
+        let envelope = event.to_envelope(id, chrono::Utc::now());
+        sqlx::query(
+            "INSERT INTO outbox (event_id, topic, payload, ordering_key) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(event.topic())
+        .bind(serde_json::to_value(&envelope).unwrap_or_default())
+        .bind(ordering_key)
+        .execute(conn)
+        .await?;
+        Ok(id)
+    }
+
+    /// Publishes what the outbox holds, oldest first; returns how many were published. Rows are
+    /// locked with SKIP LOCKED so several instances drain side by side without doubles.
+    pub async fn drain_once(
+        pool: &PgPool,
+        publishers: &Publishers,
+        batch: i64,
+    ) -> sqlx::Result<usize> {
+        let mut tx = pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, event_id, topic, payload, ordering_key FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut published = 0;
+        for row in &rows {
+            let id: i64 = row.try_get("id")?;
+            let event_id: Uuid = row.try_get("event_id")?;
+            let topic: String = row.try_get("topic")?;
+            let payload: serde_json::Value = row.try_get("payload")?;
+            let ordering_key: Option<String> = row.try_get("ordering_key")?;
+            let kind = payload["type"].as_str().unwrap_or_default().to_owned();
+            let attributes = BTreeMap::from([
+                ("event_id".to_owned(), event_id.to_string()),
+                ("type".to_owned(), kind),
+            ]);
+            let data = serde_json::to_vec(&payload).unwrap_or_default();
+            match publishers
+                .publish(&topic, data, &attributes, ordering_key.as_deref())
+                .await
+            {
+                Ok(message_id) => {
+                    sqlx::query("DELETE FROM outbox WHERE id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    tracing::debug!(%event_id, %message_id, topic = %topic, "event published");
+                    published += 1;
+                }
+                Err(e) => {
+                    sqlx::query(
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(e.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                    tracing::warn!(%event_id, error = %e, "publish failed; kept in the outbox");
+                    break;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(published)
+    }
+
+    /// Drains the outbox every `interval` (sooner after a full batch) until `stop` is set.
+    pub fn spawn_drainer(
+        pool: PgPool,
+        publishers: Publishers,
+        interval: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut backoff = interval;
+            loop {
+                let wait = match drain_once(&pool, &publishers, 100).await {
+                    Ok(100) => Duration::ZERO,
+                    Ok(_) => {
+                        backoff = interval;
+                        interval
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "outbox drain failed");
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        backoff
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => {
+                        // One last drain so a clean stop leaves nothing that could go now.
+                        let _ = drain_once(&pool, &publishers, 1000).await;
+                        return;
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn realdata(name: &str) -> Vec<u8> {
+        let dir = std::env::var("REALDATA_DIR").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/realdata").into()
+        });
+        std::fs::read(format!("{dir}/gcp-pubsub/{name}")).unwrap()
+    }
+
+    #[test]
+    fn the_real_push_body_without_attributes_is_decoded_once() {
+        let m = parse_push(&realdata(
+            "ffpython-issue170-real-push-body-no-attributes.json",
+        ))
+        .unwrap();
+        assert_eq!(m.data, b"dasfdsafdasf");
+        assert_eq!(m.message_id, "3390469820526936");
+        assert!(m.attributes.is_empty());
+        assert_eq!(m.ordering_key.as_deref(), Some("2"));
+        assert_eq!(m.publish_time.as_deref(), Some("2021-11-16T19:21:09.107Z"));
+        assert_eq!(
+            m.subscription,
+            "projects/example-project/subscriptions/message-ordering-subscription"
+        );
+        assert_eq!(m.delivery_attempt, None);
+    }
+
+    #[test]
+    fn google_cloudevents_bodies_are_decoded() {
+        let text = parse_push(&realdata(
+            "google-cloudevents-MessagePublishedData-text.json",
+        ))
+        .unwrap();
+        assert_eq!(text.data, b"test message 3");
+        assert!(!text.attributes.is_empty());
+        let bin = parse_push(&realdata(
+            "google-cloudevents-MessagePublishedData-binary.json",
+        ))
+        .unwrap();
+        assert_eq!(bin.data, vec![1, 2, 3, 4]);
+        assert!(bin.attributes.is_empty());
+        let dup = parse_push(&realdata(
+            "google-cloudevents-MessagePublishedData-duplicatedFields.json",
+        ))
+        .unwrap();
+        assert_eq!(
+            (dup.message_id.as_str(), dup.data.as_slice()),
+            ("message-id", &[1u8, 2, 3, 4][..])
+        );
+    }
+
+    #[test]
+    fn legacy_and_cloudevent_shapes_are_refused_not_misparsed() {
+        for f in [
+            "ffconformance-legacy_pubsub-legacy-input.json",
+            "ffconformance-pubsub_text-legacy-input.json",
+            "ffconformance-pubsub_text-cloudevent-input.json",
+        ] {
+            assert!(
+                matches!(parse_push(&realdata(f)), Err(PushError::NotAnEnvelope(_))),
+                "{f}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_base64_is_unreadable_and_delivery_attempt_is_read() {
+        let body = br#"{"subscription":"projects/p/subscriptions/s","deliveryAttempt":3,"message":{"messageId":"1","data":"@@@"}}"#;
+        assert!(matches!(parse_push(body), Err(PushError::Unreadable(_))));
+        let body = br#"{"subscription":"projects/p/subscriptions/s","deliveryAttempt":3,"message":{"message_id":"1","data":"aGk="}}"#;
+        let m = parse_push(body).unwrap();
+        assert_eq!(
+            (m.delivery_attempt, m.data.as_slice(), m.message_id.as_str()),
+            (Some(3), &b"hi"[..], "1")
+        );
+    }
+}

@@ -1,0 +1,463 @@
+//! `sleep-analysis`: Pub/Sub push subscriber on the sleep-log topic. Per user and week it
+//! aggregates the nights, titrates the CBT-I sleep window (versioned parameter sets), writes an
+//! analysis log and an event-stream entry to Firestore, and serves the prescribed window at
+//! `GET /v1/sleep-window` (through the load balancer).
+
+pub mod titration;
+pub mod week;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRef, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use common::auth::JwtKeys;
+use common::config::{DbConfig, HttpConfig, JwtConfig, PlatformConfig};
+use common::documents::{ANALYSIS_LOGS, Documents, EVENTS, StoredDoc};
+use common::error::Problem;
+use common::events::{Event, NightSummary};
+use common::http::AuthUser;
+use common::openapi::{ApiRouter, BearerAuth};
+use common::pubsub::{PushError, parse_push};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, Row};
+use utoipa::OpenApi;
+use uuid::Uuid;
+
+use crate::titration::Params;
+use crate::week::{NightRow, WeekResult};
+
+/// Configuration, from the environment.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "sleep-analysis",
+    about = "Weekly sleep analysis and sleep-window titration"
+)]
+pub struct Config {
+    #[command(flatten)]
+    pub platform: PlatformConfig,
+    #[command(flatten)]
+    pub http: HttpConfig,
+    #[command(flatten)]
+    pub db: DbConfig,
+    #[command(flatten)]
+    pub jwt: JwtConfig,
+    /// Titration parameter set: `S` (≥ 90 / < 85 %) or `A` (≥ 85 / < 80 %), REFERENCE §2.7.
+    #[arg(long, env = "TITRATION_PROFILE", default_value = "S")]
+    pub titration_profile: String,
+    /// Firestore project (the emulator is used when FIRESTORE_EMULATOR_HOST is set).
+    #[arg(long, env = "FIRESTORE_PROJECT", default_value = "dta-wide-local")]
+    pub firestore_project: String,
+    /// Accept pushes without a Google-signed OIDC token. Only for local runs: production
+    /// verifies the token's audience and service account.
+    #[arg(long, env = "PUSH_AUTH_DISABLED", default_value_t = false)]
+    pub push_auth_disabled: bool,
+}
+
+/// State built once.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub keys: Arc<JwtKeys>,
+    pub docs: Documents,
+    pub params: Params,
+}
+
+impl FromRef<AppState> for Arc<JwtKeys> {
+    fn from_ref(state: &AppState) -> Self {
+        state.keys.clone()
+    }
+}
+
+/// Errors of this function.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 4xx as given.
+    #[error(transparent)]
+    Client(#[from] Problem),
+    /// 503: Pub/Sub redelivers. The database is down or overloaded.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// 503: Pub/Sub redelivers. Firestore is unavailable.
+    #[error(transparent)]
+    Docs(#[from] common::documents::DocError),
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        match self {
+            Error::Client(p) => p.into_response(),
+            Error::Db(e) if common::db::is_foreign_key_violation(&e) => {
+                Problem::unauthorized().into_response()
+            }
+            Error::Db(e) => {
+                tracing::error!(error = %e, "database error");
+                Problem::unavailable().into_response()
+            }
+            Error::Docs(e) => {
+                tracing::error!(error = %e, "firestore error");
+                Problem::unavailable().into_response()
+            }
+        }
+    }
+}
+
+/// Starts the service.
+pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let keys = Arc::new(JwtKeys::from_config(&config.jwt)?);
+    let params =
+        titration::profile(&config.titration_profile).ok_or("TITRATION_PROFILE must be S or A")?;
+    if !config.push_auth_disabled {
+        // OIDC verification of push tokens is not built yet; refuse to run unprotected.
+        return Err("push OIDC verification is not implemented; set PUSH_AUTH_DISABLED=true only for local runs".into());
+    }
+    let pool = common::db::connect(&config.db).await?;
+    let docs = Documents::connect(&config.firestore_project).await?;
+    let app = app(
+        AppState {
+            pool: pool.clone(),
+            keys,
+            docs,
+            params,
+        },
+        Duration::from_secs(config.http.request_timeout_secs),
+    );
+    common::http::serve(app, &config.http).await?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Routes, documented in [`ApiDoc`].
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .post("/pubsub/push", push)
+        .get("/v1/sleep-window", sleep_window)
+        .get("/openapi.json", openapi)
+        .get("/healthz", healthz)
+}
+
+/// The service with the platform layers.
+pub fn app(state: AppState, request_timeout: Duration) -> Router {
+    common::http::platform(routes().into_router().with_state(state), request_timeout)
+}
+
+#[derive(OpenApi)]
+#[openapi(info(title = "dta-wide sleep-analysis", version = "1"), paths(push, sleep_window, openapi, healthz),
+    components(schemas(SleepWindow, Problem)), modifiers(&BearerAuth))]
+pub struct ApiDoc;
+
+/// Outcome of one push, for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Processed; the weeks' results may or may not have changed.
+    Processed,
+    /// The same business fact was processed before.
+    Duplicate,
+    /// Can never succeed; acknowledged and recorded.
+    Undeliverable,
+}
+
+/// Pub/Sub push endpoint for the sleep-log subscription. 204 acknowledges (processed,
+/// duplicate or undeliverable); 503 asks Pub/Sub to redeliver; 400 refuses a body that is not
+/// a push envelope.
+#[utoipa::path(post, path = "/pubsub/push", request_body(content = String, description = "Pub/Sub push envelope", content_type = "application/json"),
+    responses((status = 204, description = "Acknowledged"), (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 503, body = Problem, content_type = "application/problem+json", description = "Transient failure; redeliver")))]
+async fn push(State(state): State<AppState>, req: Request) -> Result<StatusCode, Error> {
+    let _ = req.headers().get(header::AUTHORIZATION);
+    let body = common::http::body_bytes(req, &()).await?;
+    let msg = match parse_push(&body) {
+        Ok(m) => m,
+        Err(PushError::NotAnEnvelope(why)) => {
+            return Err(Problem::bad_request(format!("not a Pub/Sub push envelope: {why}")).into());
+        }
+        Err(PushError::Unreadable(why)) => {
+            let id = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["message"]["messageId"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "unknown".into());
+            record_undeliverable(&state.pool, &id, &why).await?;
+            return Ok(StatusCode::NO_CONTENT);
+        }
+    };
+    let span = tracing::Span::current();
+    span.record("message_id", msg.message_id.as_str());
+    tracing::info!(message_id = %msg.message_id, delivery_attempt = msg.delivery_attempt.unwrap_or(0), "push received");
+    let outcome = match Event::from_json(&msg.data) {
+        Ok((_, event)) => handle(&state, &msg.message_id, &event).await?,
+        Err(e) => {
+            tracing::warn!(message_id = %msg.message_id, reason = %e, "undeliverable event acknowledged");
+            record_undeliverable(&state.pool, &msg.message_id, &e.to_string()).await?;
+            Outcome::Undeliverable
+        }
+    };
+    tracing::info!(message_id = %msg.message_id, outcome = ?outcome, "push handled");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn record_undeliverable(
+    pool: &PgPool,
+    message_id: &str,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO undeliverable_events (message_id, reason) VALUES ($1, $2) ON CONFLICT (message_id) DO NOTHING")
+        .bind(message_id)
+        .bind(reason)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+fn offset_secs(t: &DateTime<FixedOffset>) -> i32 {
+    t.offset().local_minus_utc()
+}
+
+async fn upsert_night(
+    tx: &mut sqlx::PgConnection,
+    user: Uuid,
+    source: &str,
+    n: &NightSummary,
+    revision: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO analysis_nights (user_id, night, source, zone, final_awakening, final_offset, tib_min, tst_min, sol_min, waso_min, revision, deleted) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,false) \
+         ON CONFLICT (user_id, night, source) DO UPDATE SET zone = EXCLUDED.zone, final_awakening = EXCLUDED.final_awakening, \
+           final_offset = EXCLUDED.final_offset, tib_min = EXCLUDED.tib_min, tst_min = EXCLUDED.tst_min, sol_min = EXCLUDED.sol_min, \
+           waso_min = EXCLUDED.waso_min, revision = EXCLUDED.revision, deleted = false \
+         WHERE analysis_nights.revision <= EXCLUDED.revision",
+    )
+    .bind(user)
+    .bind(n.night)
+    .bind(source)
+    .bind(&n.zone)
+    .bind(n.final_awakening.with_timezone(&Utc))
+    .bind(offset_secs(&n.final_awakening))
+    .bind(i32::try_from(n.tib_min).unwrap_or(0))
+    .bind(i32::try_from(n.tst_min).unwrap_or(0))
+    .bind(n.sol_min.and_then(|v| i32::try_from(v).ok()))
+    .bind(n.waso_min.and_then(|v| i32::try_from(v).ok()))
+    .bind(revision)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Applies one event: idempotent on its business key, recomputes the user's weeks, writes the
+/// changed weeks to Firestore before the database commit (so a Firestore failure rolls back and
+/// the redelivery does the whole work again; the documents' ids are deterministic).
+pub async fn handle(state: &AppState, message_id: &str, event: &Event) -> Result<Outcome, Error> {
+    let mut tx = state.pool.begin().await?;
+    let fresh: bool = sqlx::query_scalar(
+        "INSERT INTO processed_events (business_key, first_message_id) VALUES ($1, $2) \
+         ON CONFLICT (business_key) DO UPDATE SET duplicates = processed_events.duplicates + 1 RETURNING (xmax = 0)",
+    )
+    .bind(event.business_key())
+    .bind(message_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if !fresh {
+        tx.commit().await?;
+        tracing::info!(message_id, "duplicate event counted");
+        return Ok(Outcome::Duplicate);
+    }
+    let user = match event {
+        Event::SleepLogRecorded(e) => {
+            match &e.summary {
+                Some(n) if e.change != "deleted" => {
+                    upsert_night(&mut tx, e.user_id, "diary", n, e.revision).await?
+                }
+                _ => {
+                    sqlx::query("UPDATE analysis_nights SET deleted = true, revision = $4 WHERE user_id = $1 AND night = $2 AND source = $3 AND revision <= $4")
+                        .bind(e.user_id)
+                        .bind(e.night)
+                        .bind("diary")
+                        .bind(e.revision)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            e.user_id
+        }
+        Event::SleepLogIngested(e) => {
+            let now = Utc::now();
+            for n in &e.nights {
+                upsert_night(&mut tx, e.user_id, "device", n, now).await?;
+            }
+            e.user_id
+        }
+    };
+    let rows = load_nights(&mut tx, user).await?;
+    let results = week::analyse(&rows, &state.params);
+    for r in &results {
+        let previous: Option<String> = sqlx::query_scalar(
+            "SELECT fingerprint FROM sleep_windows WHERE user_id = $1 AND week_start = $2",
+        )
+        .bind(user)
+        .bind(r.week_start)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if previous.as_deref() == Some(r.fingerprint.as_str()) {
+            continue;
+        }
+        store_week(&mut tx, user, r).await?;
+        let id = format!("{}-{}", r.week_start, &r.fingerprint[..12]);
+        let payload = serde_json::to_value(r).unwrap_or_default();
+        state
+            .docs
+            .put(
+                user,
+                ANALYSIS_LOGS,
+                &id,
+                &StoredDoc::new(user, Utc::now(), "sleep-analysis.week", payload.clone()),
+            )
+            .await?;
+        let stream = serde_json::json!({"week_start": r.week_start, "window_min": r.window_min, "change": r.change, "params_version": r.params_version});
+        state
+            .docs
+            .put(
+                user,
+                EVENTS,
+                &id,
+                &StoredDoc::new(user, Utc::now(), "sleep-window.prescribed", stream),
+            )
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(Outcome::Processed)
+}
+
+async fn load_nights(
+    tx: &mut sqlx::PgConnection,
+    user: Uuid,
+) -> Result<Vec<NightRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT night, source, final_awakening, final_offset, tib_min, tst_min, sol_min, waso_min FROM analysis_nights \
+         WHERE user_id = $1 AND NOT deleted ORDER BY night, source",
+    )
+    .bind(user)
+    .fetch_all(tx)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let at: DateTime<Utc> = r.try_get("final_awakening")?;
+            let offset = FixedOffset::east_opt(r.try_get("final_offset")?)
+                .unwrap_or_else(|| FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
+            Ok(NightRow {
+                night: r.try_get("night")?,
+                source: r.try_get("source")?,
+                final_local: at.with_timezone(&offset).time(),
+                tib_min: i64::from(r.try_get::<i32, _>("tib_min")?),
+                tst_min: i64::from(r.try_get::<i32, _>("tst_min")?),
+                sol_min: r.try_get::<Option<i32>, _>("sol_min")?.map(i64::from),
+                waso_min: r.try_get::<Option<i32>, _>("waso_min")?.map(i64::from),
+            })
+        })
+        .collect()
+}
+
+async fn store_week(
+    tx: &mut sqlx::PgConnection,
+    user: Uuid,
+    r: &WeekResult,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sleep_windows (user_id, week_start, params_version, nights, tib_mean_min, tst_mean_min, se_pct, sol_mean_min, waso_mean_min, \
+         change, reason, window_min, bedtime, wake_time, fingerprint, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,now()) \
+         ON CONFLICT (user_id, week_start) DO UPDATE SET params_version = EXCLUDED.params_version, nights = EXCLUDED.nights, \
+         tib_mean_min = EXCLUDED.tib_mean_min, tst_mean_min = EXCLUDED.tst_mean_min, se_pct = EXCLUDED.se_pct, sol_mean_min = EXCLUDED.sol_mean_min, \
+         waso_mean_min = EXCLUDED.waso_mean_min, change = EXCLUDED.change, reason = EXCLUDED.reason, window_min = EXCLUDED.window_min, \
+         bedtime = EXCLUDED.bedtime, wake_time = EXCLUDED.wake_time, fingerprint = EXCLUDED.fingerprint, updated_at = now()",
+    )
+    .bind(user)
+    .bind(r.week_start)
+    .bind(r.params_version)
+    .bind(i32::try_from(r.nights).unwrap_or(0))
+    .bind(i32::try_from(r.tib_mean_min).unwrap_or(0))
+    .bind(i32::try_from(r.tst_mean_min).unwrap_or(0))
+    .bind(r.se_pct)
+    .bind(r.sol_mean_min.and_then(|v| i32::try_from(v).ok()))
+    .bind(r.waso_mean_min.and_then(|v| i32::try_from(v).ok()))
+    .bind(serde_json::to_value(r.change).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())
+    .bind(&r.reason)
+    .bind(r.window_min.and_then(|v| i32::try_from(v).ok()))
+    .bind(&r.bedtime)
+    .bind(&r.wake_time)
+    .bind(&r.fingerprint)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// The prescribed sleep window.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SleepWindow {
+    /// The analysed week (Monday) the prescription comes from; it applies to the week after.
+    pub week_start: NaiveDate,
+    /// Window length, minutes (absent while the baseline is incomplete).
+    pub window_min: Option<i64>,
+    /// Bedtime, local clock.
+    pub bedtime: Option<String>,
+    /// Fixed wake time, local clock.
+    pub wake_time: Option<String>,
+    /// `initial`, `increase`, `hold`, `decrease` or `insufficient_data`.
+    pub change: String,
+    /// Why.
+    pub reason: String,
+    /// Parameter set.
+    pub params_version: String,
+    /// Nights in the analysed week.
+    pub nights: i64,
+    /// Weekly SE, ratio of sums.
+    pub se_pct: f64,
+    /// Mean TIB.
+    pub tib_mean_min: i64,
+    /// Mean TST.
+    pub tst_mean_min: i64,
+}
+
+/// The caller's current sleep window: the newest analysed week.
+#[utoipa::path(get, path = "/v1/sleep-window",
+    responses((status = 200, body = SleepWindow), (status = 404, body = Problem, content_type = "application/problem+json", description = "No week analysed yet")),
+    security(("bearer" = [])))]
+async fn sleep_window(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<SleepWindow>, Error> {
+    let row = sqlx::query(
+        "SELECT week_start, window_min, bedtime, wake_time, change, reason, params_version, nights, se_pct, tib_mean_min, tst_mean_min \
+         FROM sleep_windows WHERE user_id = $1 ORDER BY week_start DESC LIMIT 1",
+    )
+    .bind(user.user_id)
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or_else(Problem::not_found)?;
+    Ok(Json(SleepWindow {
+        week_start: row.try_get("week_start")?,
+        window_min: row.try_get::<Option<i32>, _>("window_min")?.map(i64::from),
+        bedtime: row.try_get("bedtime")?,
+        wake_time: row.try_get("wake_time")?,
+        change: row.try_get("change")?,
+        reason: row.try_get("reason")?,
+        params_version: row.try_get("params_version")?,
+        nights: i64::from(row.try_get::<i32, _>("nights")?),
+        se_pct: row.try_get("se_pct")?,
+        tib_mean_min: i64::from(row.try_get::<i32, _>("tib_mean_min")?),
+        tst_mean_min: i64::from(row.try_get::<i32, _>("tst_mean_min")?),
+    }))
+}
+
+/// OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI document")))]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "Serving")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
