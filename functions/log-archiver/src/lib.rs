@@ -1,0 +1,683 @@
+//! `log-archiver`: weekly Cloud Run job (Cloud Scheduler, `scheduler/log-archiver.yaml`) that
+//! moves Firestore analysis logs and events older than the hot window to Cloud Storage as gzip
+//! NDJSON chunks plus a manifest, deleting each document only after its chunk has been read back
+//! and verified.
+//!
+//! Layout under `{prefix}/{logical date}/{collection group}/`: `chunk-{hash}.ndjson.gz`, named by
+//! the SHA-256 of the document paths it holds, and `manifest.json`, written last. A run that
+//! stops anywhere leaves either documents still in Firestore (archived again next time, into an
+//! object of the same name) or a chunk whose documents are deleted at the start of the next run
+//! after the chunk verifies again; so a rerun loses nothing and archives nothing twice.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead as _, Write as _};
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use common::config::PlatformConfig;
+use common::job::{JobConfig, JobError, RunReport, Task};
+use common::storage::{Storage, StorageConfig, StorageError, StoredObject};
+use firestore::gcloud_sdk::google::firestore::v1::{Document, Value as FsValue, value::ValueType};
+use firestore::{FirestoreDb, FirestoreDbOptions, FirestoreTimestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::{Digest as _, Sha256};
+
+/// Configuration, from the environment.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "log-archiver",
+    about = "Archives Firestore logs past the hot window"
+)]
+pub struct Config {
+    #[command(flatten)]
+    pub platform: PlatformConfig,
+    #[command(flatten)]
+    pub job: JobConfig,
+    #[command(flatten)]
+    pub storage: StorageConfig,
+    /// Archive bucket (Nearline, 1-year retention by its lifecycle rule).
+    #[arg(long, env = "ARCHIVE_BUCKET")]
+    pub bucket: String,
+    /// Object name prefix inside the bucket.
+    #[arg(long, env = "ARCHIVE_PREFIX", default_value = "firestore")]
+    pub prefix: String,
+    /// Days a document stays in Firestore before it is archived.
+    #[arg(long, env = "ARCHIVE_HOT_DAYS", default_value_t = 90)]
+    pub hot_days: u32,
+    /// Documents per archive chunk.
+    #[arg(long, env = "ARCHIVE_CHUNK_DOCS", default_value_t = 2000)]
+    pub chunk_docs: u32,
+    /// Collection groups to archive, comma-separated.
+    #[arg(
+        long,
+        env = "ARCHIVE_COLLECTION_GROUPS",
+        value_delimiter = ',',
+        default_value = "analysis_logs,events"
+    )]
+    pub collection_groups: Vec<String>,
+    /// Create the bucket when it is missing (local runs; Terraform owns production buckets).
+    #[arg(long, env = "ARCHIVE_CREATE_BUCKET", default_value_t = false)]
+    pub create_bucket: bool,
+}
+
+/// Why an archive run failed. Every variant fails the run (non-zero exit); a rerun resumes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Configuration is incomplete.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The job contract could not be read.
+    #[error(transparent)]
+    Job(#[from] JobError),
+    /// Firestore failed.
+    #[error("firestore: {0}")]
+    Firestore(#[from] firestore::errors::FirestoreError),
+    /// Cloud Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A chunk read back differs from what was written; its documents stay in Firestore.
+    #[error("chunk {object} failed verification: {reason}")]
+    Verify {
+        /// The object.
+        object: String,
+        /// What differed.
+        reason: String,
+    },
+    /// The run was stopped on purpose (tests of an interrupted run).
+    #[error("interrupted at {0}")]
+    Interrupted(&'static str),
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where a test stops a run, to prove that a rerun recovers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Fault {
+    /// Run to the end.
+    #[default]
+    None,
+    /// Stop after the n-th chunk (1-based) is uploaded, before it is verified or deleted.
+    AfterUpload(usize),
+    /// Stop after the first deletes of the n-th chunk (1-based): some of its documents gone.
+    MidDelete(usize),
+}
+
+/// The clients and settings of one run.
+#[derive(Clone)]
+pub struct Archiver {
+    /// Firestore.
+    pub db: FirestoreDb,
+    /// The archive bucket.
+    pub storage: Storage,
+    /// Object prefix.
+    pub prefix: String,
+    /// Hot window in days.
+    pub hot_days: u32,
+    /// Documents per chunk.
+    pub chunk_docs: u32,
+    /// Collection groups.
+    pub groups: Vec<String>,
+}
+
+/// What one collection group's archive for a date holds (the manifest).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Collection group.
+    pub collection_group: String,
+    /// Logical date of the run that archived it.
+    pub logical_date: NaiveDate,
+    /// Documents created before this instant were archived.
+    pub cutoff: DateTime<Utc>,
+    /// Total documents over all chunks.
+    pub documents: u64,
+    /// Total bytes over all chunks.
+    pub bytes: u64,
+    /// Every chunk, in name order.
+    pub objects: Vec<ManifestObject>,
+}
+
+/// One chunk in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestObject {
+    /// Object name.
+    pub name: String,
+    /// Documents (NDJSON lines) in it.
+    pub documents: u64,
+    /// Object size in bytes (gzip).
+    pub bytes: u64,
+    /// SHA-256 of the object, hex.
+    pub sha256: String,
+    /// CRC32C of the object, as the JSON API gives it (base64 of the big-endian value).
+    pub crc32c: String,
+}
+
+/// Figures of one run over all groups.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Documents archived and deleted by this run (new chunks).
+    pub archived: u64,
+    /// Documents deleted at start-up because an earlier run had archived them.
+    pub recovered: u64,
+    /// Chunks written by this run.
+    pub chunks: u64,
+    /// Gzip bytes written by this run.
+    pub bytes: u64,
+    /// Uncompressed NDJSON bytes written by this run.
+    pub raw_bytes: u64,
+    /// Documents listed over all manifests.
+    pub manifest_documents: u64,
+}
+
+/// Runs the job for the task in `config`: logs the report, stores it in the bucket, returns it.
+pub async fn run(config: Config) -> RunReport {
+    let started = Utc::now();
+    let task = match config.job.task("log-archiver", started) {
+        Ok(task) => task,
+        Err(e) => {
+            let task = Task {
+                job: "log-archiver".into(),
+                execution: "unknown".into(),
+                index: config.job.task_index,
+                count: config.job.task_count,
+                attempt: config.job.task_attempt,
+                logical_date: started.date_naive(),
+            };
+            let mut report = RunReport::new(&task, started);
+            report.fail(e.to_string()).finish(Utc::now());
+            report.log();
+            return report;
+        }
+    };
+    let mut report = RunReport::new(&task, started);
+    match connect(&config).await {
+        Ok(archiver) => {
+            let clock = Instant::now();
+            match archiver.archive(&task, Fault::None).await {
+                Ok(summary) => {
+                    let secs = clock.elapsed().as_secs_f64();
+                    if let Value::Object(map) = json!(summary) {
+                        report.figures.extend(map);
+                    }
+                    report.figure("seconds", secs);
+                    report.figure("cutoff", archiver.cutoff(task.logical_date).to_rfc3339());
+                }
+                Err(e) => {
+                    report.fail(e.to_string());
+                }
+            }
+            report.finish(Utc::now());
+            report.log();
+            if let Err(e) = archiver.store_report(&report).await {
+                tracing::error!(error = %e, "run report not stored");
+            }
+        }
+        Err(e) => {
+            report.fail(e.to_string()).finish(Utc::now());
+            report.log();
+        }
+    }
+    report
+}
+
+/// Builds the clients from the configuration.
+pub async fn connect(config: &Config) -> Result<Archiver> {
+    let project = config
+        .platform
+        .project
+        .clone()
+        .ok_or_else(|| Error::Config("GOOGLE_CLOUD_PROJECT is required".into()))?;
+    let db = FirestoreDb::with_options(FirestoreDbOptions::new(project.clone())).await?;
+    let storage = Storage::connect(&config.storage, &config.bucket).await?;
+    if config.create_bucket {
+        storage.ensure_bucket(&project).await?;
+    }
+    Ok(Archiver {
+        db,
+        storage,
+        prefix: config.prefix.trim_end_matches('/').to_owned(),
+        hot_days: config.hot_days,
+        chunk_docs: config.chunk_docs.max(1),
+        groups: config.collection_groups.clone(),
+    })
+}
+
+/// A document as archived: one NDJSON line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchivedDocument {
+    /// Path below the database's documents root, e.g. `users/u1/events/e1`.
+    pub path: String,
+    /// Every field of the document, Firestore types mapped to JSON (timestamps as RFC 3339).
+    pub fields: Map<String, Value>,
+    /// The document's last update time, RFC 3339.
+    pub update_time: Option<String>,
+}
+
+impl Archiver {
+    /// Documents created before this instant leave Firestore on `date`.
+    pub fn cutoff(&self, date: NaiveDate) -> DateTime<Utc> {
+        date.and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc()
+            - Duration::days(i64::from(self.hot_days))
+    }
+
+    fn group_prefix(&self, date: NaiveDate, group: &str) -> String {
+        format!("{}/{date}/{group}/", self.prefix)
+    }
+
+    fn manifest_name(&self, date: NaiveDate, group: &str) -> String {
+        format!("{}manifest.json", self.group_prefix(date, group))
+    }
+
+    /// Archives every group this task owns for its logical date.
+    pub async fn archive(&self, task: &Task, fault: Fault) -> Result<Summary> {
+        let mut summary = Summary::default();
+        let mut chunk_number = 0usize;
+        for group in self.groups.iter().filter(|g| task.owns(g)) {
+            self.archive_group(
+                task.logical_date,
+                group,
+                fault,
+                &mut chunk_number,
+                &mut summary,
+            )
+            .await?;
+        }
+        Ok(summary)
+    }
+
+    async fn archive_group(
+        &self,
+        date: NaiveDate,
+        group: &str,
+        fault: Fault,
+        chunk_number: &mut usize,
+        summary: &mut Summary,
+    ) -> Result<()> {
+        let cutoff = self.cutoff(date);
+        let prefix = self.group_prefix(date, group);
+        let manifest_name = self.manifest_name(date, group);
+        let finished: BTreeSet<String> = match self.storage.head(&manifest_name).await? {
+            Some(_) => {
+                let manifest: Manifest = serde_json::from_slice(
+                    &self.storage.get(&manifest_name).await?,
+                )
+                .map_err(|e| Error::Verify {
+                    object: manifest_name.clone(),
+                    reason: e.to_string(),
+                })?;
+                manifest.objects.into_iter().map(|o| o.name).collect()
+            }
+            None => BTreeSet::new(),
+        };
+        // Chunks an earlier run uploaded but whose documents it may not have deleted.
+        for object in self.chunks(&prefix).await? {
+            if finished.contains(&object.name) {
+                continue;
+            }
+            match self.read_back(&object).await {
+                Ok(paths) => {
+                    summary.recovered += self.delete_documents(&paths, None).await? as u64;
+                }
+                Err(Error::Verify {
+                    object: name,
+                    reason,
+                }) => {
+                    // Never deleted a document on its account: drop it, archive them again.
+                    tracing::warn!(object = %name, %reason, "dropping a chunk that does not verify");
+                    self.storage.delete(&name).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        loop {
+            let docs = self.oldest(group, cutoff).await?;
+            if docs.is_empty() {
+                break;
+            }
+            *chunk_number += 1;
+            let chunk = Chunk::build(&self.db, &docs)?;
+            let name = format!("{prefix}chunk-{}.ndjson.gz", chunk.name_hash);
+            let mut metadata = HashMap::new();
+            metadata.insert("documents".to_owned(), chunk.paths.len().to_string());
+            metadata.insert("sha256".to_owned(), chunk.sha256.clone());
+            metadata.insert("first".to_owned(), chunk.paths[0].clone());
+            let stored = self
+                .storage
+                .put(&name, chunk.gzip.clone(), "application/gzip", metadata)
+                .await?;
+            if fault == Fault::AfterUpload(*chunk_number) {
+                return Err(Error::Interrupted("after upload"));
+            }
+            if stored.crc32c.is_some_and(|c| c != chunk.crc32c) {
+                return Err(Error::Verify {
+                    object: name,
+                    reason: "CRC32C reported by the upload differs from the chunk's".into(),
+                });
+            }
+            let read = self.read_back(&stored).await?;
+            if read != chunk.paths {
+                return Err(Error::Verify {
+                    object: name,
+                    reason: "documents read back differ from those written".into(),
+                });
+            }
+            let stop = (fault == Fault::MidDelete(*chunk_number)).then_some(1);
+            let deleted = self.delete_documents(&chunk.paths, stop).await?;
+            if stop.is_some() {
+                return Err(Error::Interrupted("mid delete"));
+            }
+            summary.archived += deleted as u64;
+            summary.chunks += 1;
+            summary.bytes += chunk.gzip.len() as u64;
+            summary.raw_bytes += chunk.raw_bytes;
+        }
+        let manifest = self.write_manifest(date, group, cutoff).await?;
+        summary.manifest_documents += manifest.documents;
+        Ok(())
+    }
+
+    async fn chunks(&self, prefix: &str) -> Result<Vec<StoredObject>> {
+        Ok(self
+            .storage
+            .list(prefix)
+            .await?
+            .into_iter()
+            .filter(|o| o.name.ends_with(".ndjson.gz"))
+            .collect())
+    }
+
+    /// The oldest documents of the group created before `cutoff`, at most one chunk's worth.
+    async fn oldest(&self, group: &str, cutoff: DateTime<Utc>) -> Result<Vec<Document>> {
+        let cutoff = FirestoreTimestamp::try_from(std::time::SystemTime::from(cutoff))?;
+        Ok(self
+            .db
+            .fluent()
+            .select()
+            .from(group)
+            .all_descendants()
+            .filter(move |q| q.for_all([q.field("created_at").less_than(cutoff.clone())]))
+            .order(|o| o.fields([o.field("created_at").asc()]))
+            .limit(self.chunk_docs)
+            .query()
+            .await?)
+    }
+
+    /// Downloads a chunk and checks it against its own metadata (SHA-256, CRC32C, count);
+    /// returns the document paths it holds, in order.
+    pub async fn read_back(&self, object: &StoredObject) -> Result<Vec<String>> {
+        let bad = |reason: String| Error::Verify {
+            object: object.name.clone(),
+            reason,
+        };
+        let bytes = self.storage.get(&object.name).await?;
+        let sha = hex(&Sha256::digest(&bytes));
+        if object.metadata.get("sha256") != Some(&sha) {
+            return Err(bad("SHA-256 differs from the recorded one".into()));
+        }
+        if let Some(crc) = object.crc32c
+            && crc != crc32c::crc32c(&bytes)
+        {
+            return Err(bad("CRC32C differs from the stored object's".into()));
+        }
+        let mut paths = Vec::new();
+        let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(&bytes[..]));
+        for line in reader.lines() {
+            let line = line.map_err(|e| bad(format!("gzip: {e}")))?;
+            let doc: ArchivedDocument =
+                serde_json::from_str(&line).map_err(|e| bad(format!("NDJSON: {e}")))?;
+            paths.push(doc.path);
+        }
+        let expected: Option<usize> = object
+            .metadata
+            .get("documents")
+            .and_then(|n| n.parse().ok());
+        if expected != Some(paths.len()) {
+            return Err(bad(format!(
+                "{} lines, metadata says {expected:?}",
+                paths.len()
+            )));
+        }
+        Ok(paths)
+    }
+
+    /// Deletes documents by path, 500 per batch; deleting a missing document is a no-op, so a
+    /// rerun may delete again. `stop_after_batches` ends early (tests).
+    async fn delete_documents(
+        &self,
+        paths: &[String],
+        stop_after_batches: Option<usize>,
+    ) -> Result<usize> {
+        let root = self.db.get_documents_path();
+        let writer = self.db.create_simple_batch_writer().await?;
+        let mut done = 0;
+        for (i, batch_paths) in paths.chunks(500).enumerate() {
+            if stop_after_batches.is_some_and(|n| i >= n) {
+                break;
+            }
+            let mut batch = writer.new_batch();
+            for path in batch_paths {
+                let (parent, collection, id) = split_path(path).ok_or_else(|| Error::Verify {
+                    object: path.clone(),
+                    reason: "not a document path".into(),
+                })?;
+                let parent = if parent.is_empty() {
+                    root.to_owned()
+                } else {
+                    format!("{root}/{parent}")
+                };
+                batch.delete_by_id_at(&parent, collection, id, None)?;
+            }
+            batch.write().await?;
+            done += batch_paths.len();
+        }
+        Ok(done)
+    }
+
+    async fn write_manifest(
+        &self,
+        date: NaiveDate,
+        group: &str,
+        cutoff: DateTime<Utc>,
+    ) -> Result<Manifest> {
+        let prefix = self.group_prefix(date, group);
+        let mut objects = Vec::new();
+        for o in self.chunks(&prefix).await? {
+            let documents = o
+                .metadata
+                .get("documents")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            objects.push(ManifestObject {
+                documents,
+                bytes: o.size,
+                sha256: o.metadata.get("sha256").cloned().unwrap_or_default(),
+                crc32c: o.crc32c.map(crc32c_base64).unwrap_or_default(),
+                name: o.name,
+            });
+        }
+        let manifest = Manifest {
+            collection_group: group.to_owned(),
+            logical_date: date,
+            cutoff,
+            documents: objects.iter().map(|o| o.documents).sum(),
+            bytes: objects.iter().map(|o| o.bytes).sum(),
+            objects,
+        };
+        let body = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+        self.storage
+            .put(
+                &self.manifest_name(date, group),
+                body,
+                "application/json",
+                HashMap::new(),
+            )
+            .await?;
+        Ok(manifest)
+    }
+
+    /// Reads a group's manifest for a date.
+    pub async fn manifest(&self, date: NaiveDate, group: &str) -> Result<Option<Manifest>> {
+        let name = self.manifest_name(date, group);
+        if self.storage.head(&name).await?.is_none() {
+            return Ok(None);
+        }
+        let bytes = self.storage.get(&name).await?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Verify {
+                object: name,
+                reason: e.to_string(),
+            })
+    }
+
+    async fn store_report(&self, report: &RunReport) -> Result<()> {
+        let name = format!(
+            "{}/{}/runs/{}-{}-{}.json",
+            self.prefix, report.logical_date, report.execution, report.task_index, report.attempt
+        );
+        let body = serde_json::to_vec_pretty(report).expect("report serialises");
+        self.storage
+            .put(&name, body, "application/json", HashMap::new())
+            .await?;
+        Ok(())
+    }
+}
+
+struct Chunk {
+    paths: Vec<String>,
+    gzip: Vec<u8>,
+    raw_bytes: u64,
+    sha256: String,
+    crc32c: u32,
+    name_hash: String,
+}
+
+impl Chunk {
+    fn build(db: &FirestoreDb, docs: &[Document]) -> Result<Self> {
+        let root = format!("{}/", db.get_documents_path());
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let mut paths = Vec::with_capacity(docs.len());
+        let mut raw_bytes = 0u64;
+        let mut name_hash = Sha256::new();
+        for doc in docs {
+            let path = doc.name.strip_prefix(&root).unwrap_or(&doc.name).to_owned();
+            let line = ArchivedDocument {
+                path: path.clone(),
+                fields: doc
+                    .fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), to_json(v)))
+                    .collect(),
+                update_time: doc.update_time.as_ref().and_then(|t| {
+                    DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+                        .map(|t| t.to_rfc3339())
+                }),
+            };
+            let mut bytes = serde_json::to_vec(&line).expect("document serialises");
+            bytes.push(b'\n');
+            raw_bytes += bytes.len() as u64;
+            encoder.write_all(&bytes).expect("in-memory write");
+            name_hash.update(path.as_bytes());
+            name_hash.update(b"\n");
+            paths.push(path);
+        }
+        let gzip = encoder.finish().expect("in-memory write");
+        Ok(Self {
+            sha256: hex(&Sha256::digest(&gzip)),
+            crc32c: crc32c::crc32c(&gzip),
+            name_hash: hex(&name_hash.finalize())[..32].to_owned(),
+            paths,
+            gzip,
+            raw_bytes,
+        })
+    }
+}
+
+/// `users/u/events/e` → (`users/u`, `events`, `e`).
+fn split_path(path: &str) -> Option<(&str, &str, &str)> {
+    let (rest, id) = path.rsplit_once('/')?;
+    match rest.rsplit_once('/') {
+        Some((parent, collection)) => Some((parent, collection, id)),
+        None => Some(("", rest, id)),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn crc32c_base64(crc: u32) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
+}
+
+/// A Firestore value as JSON: timestamps as RFC 3339, bytes as base64, references as paths.
+pub fn to_json(value: &FsValue) -> Value {
+    use base64::Engine as _;
+    match &value.value_type {
+        None | Some(ValueType::NullValue(_)) => Value::Null,
+        Some(ValueType::BooleanValue(b)) => Value::Bool(*b),
+        Some(ValueType::IntegerValue(i)) => Value::from(*i),
+        Some(ValueType::DoubleValue(d)) => Value::from(*d),
+        Some(ValueType::TimestampValue(t)) => {
+            DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+                .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)))
+                .unwrap_or(Value::Null)
+        }
+        Some(ValueType::StringValue(s)) => Value::String(s.clone()),
+        Some(ValueType::BytesValue(b)) => {
+            Value::String(base64::engine::general_purpose::STANDARD.encode(b))
+        }
+        Some(ValueType::ReferenceValue(r)) => json!({ "reference": r }),
+        Some(ValueType::GeoPointValue(p)) => {
+            json!({ "latitude": p.latitude, "longitude": p.longitude })
+        }
+        Some(ValueType::ArrayValue(a)) => Value::Array(a.values.iter().map(to_json).collect()),
+        Some(ValueType::MapValue(m)) => Value::Object(
+            m.fields
+                .iter()
+                .map(|(k, v)| (k.clone(), to_json(v)))
+                .collect(),
+        ),
+        Some(_) => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_path_splits_into_parent_collection_and_id() {
+        assert_eq!(
+            split_path("users/u1/events/e1"),
+            Some(("users/u1", "events", "e1"))
+        );
+        assert_eq!(split_path("top/d"), Some(("", "top", "d")));
+        assert_eq!(split_path("nodoc"), None);
+    }
+
+    #[test]
+    fn firestore_values_map_to_json_with_timestamps_in_rfc3339() {
+        let ts = FsValue {
+            value_type: Some(ValueType::TimestampValue(
+                firestore::gcloud_sdk::prost_types::Timestamp {
+                    seconds: 1_700_000_000,
+                    nanos: 0,
+                },
+            )),
+        };
+        assert_eq!(to_json(&ts), json!("2023-11-14T22:13:20Z"));
+        let int = FsValue {
+            value_type: Some(ValueType::IntegerValue(7)),
+        };
+        assert_eq!(to_json(&int), json!(7));
+    }
+
+    #[test]
+    fn crc32c_is_written_as_the_json_api_writes_it() {
+        assert_eq!(crc32c_base64(crc32c::crc32c(b"hello world")), "yZRlqg==");
+    }
+}
