@@ -1,5 +1,8 @@
 //! Access tokens: HS256 JWTs with the algorithm pinned, issuer, audience and expiry checked
 //! with an explicit leeway; `kid` selects one of several key versions (Secret Manager keeps 3).
+//!
+//! Rotation: add a Secret Manager version, redeploy the data services (they accept it) and then
+//! `auth` (it signs with it); tokens of the older versions keep verifying until they expire.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -44,6 +47,19 @@ pub enum TokenError {
     /// Signature, issuer, audience, expiry or a required claim failed.
     #[error("token rejected: {0}")]
     Invalid(String),
+}
+
+/// Key versions kept: the signing one and the two before it (the design's Secret Manager rule).
+pub const MAX_KEY_VERSIONS: usize = 3;
+
+/// Older key versions as files: Cloud Run mounts the previous Secret Manager versions of
+/// JWT_SECRET into one directory, one file per version named by the version number.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct JwtKeyFiles {
+    /// Directory of older JWT_SECRET versions still accepted, one file per version named by
+    /// its `kid`; the newest versions win when there are more than 3 in all.
+    #[arg(long, env = "JWT_PREVIOUS_KEYS_DIR")]
+    pub jwt_previous_keys_dir: Option<std::path::PathBuf>,
 }
 
 /// A configuration problem found at start-up.
@@ -138,6 +154,85 @@ impl JwtKeys {
             &config.jwt_audience,
             Duration::from_secs(config.jwt_leeway_secs),
         )
+    }
+
+    /// The ring of a service: JWT_SECRET signs, older versions come from JWT_PREVIOUS_KEYS and
+    /// from the files of JWT_PREVIOUS_KEYS_DIR; only the newest [`MAX_KEY_VERSIONS`] are kept
+    /// (Secret Manager keeps the latest 3 versions of JWT_SECRET).
+    pub fn load(config: &JwtConfig, files: &JwtKeyFiles) -> Result<Self, KeyConfigError> {
+        let mut previous: Vec<(String, Vec<u8>)> = Vec::new();
+        if let Some(prev) = &config.jwt_previous_keys {
+            for entry in prev.expose_secret().split_whitespace() {
+                let Some((kid, secret)) = entry.split_once('=') else {
+                    return Err(KeyConfigError(
+                        "JWT_PREVIOUS_KEYS entries must look like kid=secret".into(),
+                    ));
+                };
+                previous.push((kid.to_owned(), secret.as_bytes().to_vec()));
+            }
+        }
+        if let Some(dir) = &files.jwt_previous_keys_dir {
+            let entries = std::fs::read_dir(dir).map_err(|e| {
+                KeyConfigError(format!("JWT_PREVIOUS_KEYS_DIR {}: {e}", dir.display()))
+            })?;
+            for entry in entries {
+                let entry = entry.map_err(|e| KeyConfigError(e.to_string()))?;
+                let kid = entry.file_name().to_string_lossy().into_owned();
+                if kid.starts_with('.') || !entry.path().is_file() {
+                    continue;
+                }
+                let secret = std::fs::read(entry.path())
+                    .map_err(|e| KeyConfigError(format!("JWT key file {kid}: {e}")))?;
+                previous.push((kid, secret.trim_ascii().to_vec()));
+            }
+        }
+        previous.retain(|(kid, _)| kid != &config.jwt_key_id);
+        // Newest first: Secret Manager versions are numbers; other ids sort after them.
+        previous.sort_by(
+            |(a, _), (b, _)| match (a.parse::<u64>(), b.parse::<u64>()) {
+                (Ok(a), Ok(b)) => b.cmp(&a),
+                (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+                (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+                (Err(_), Err(_)) => b.cmp(a),
+            },
+        );
+        previous.dedup_by(|a, b| a.0 == b.0);
+        if previous.len() >= MAX_KEY_VERSIONS {
+            let dropped: Vec<_> = previous[MAX_KEY_VERSIONS - 1..]
+                .iter()
+                .map(|(k, _)| k.clone())
+                .collect();
+            tracing::warn!(
+                ?dropped,
+                "more JWT key versions than kept; the oldest are no longer accepted"
+            );
+            previous.truncate(MAX_KEY_VERSIONS - 1);
+        }
+        let mut keys = vec![(
+            config.jwt_key_id.clone(),
+            config.jwt_secret.expose_secret().as_bytes().to_vec(),
+        )];
+        keys.extend(previous);
+        Self::new(
+            &keys,
+            &config.jwt_issuer,
+            &config.jwt_audience,
+            Duration::from_secs(config.jwt_leeway_secs),
+        )
+    }
+
+    /// Key ids accepted, the signing one first.
+    pub fn kids(&self) -> Vec<String> {
+        let mut rest: Vec<_> = self
+            .decoding
+            .keys()
+            .filter(|k| **k != self.current_kid)
+            .cloned()
+            .collect();
+        rest.sort();
+        let mut out = vec![self.current_kid.clone()];
+        out.extend(rest);
+        out
     }
 
     /// Key id new tokens are signed with.

@@ -104,3 +104,21 @@ pub struct JwtConfig {
     #[arg(long, env = "JWT_LEEWAY_SECS", default_value_t = 30)]
     pub jwt_leeway_secs: u64,
 }
+
+/// Publishing to Pub/Sub (through the outbox).
+#[derive(Debug, Clone, Args)]
+pub struct PubSubConfig {
+    /// Project whose topics events go to.
+    #[arg(
+        long = "pubsub-project",
+        env = "PUBSUB_PROJECT",
+        default_value = "dta-wide-local"
+    )]
+    pub pubsub_project: String,
+    /// `host:port` of the Pub/Sub emulator; unset in production.
+    #[arg(long, env = "PUBSUB_EMULATOR_HOST")]
+    pub pubsub_emulator_host: Option<String>,
+    /// Milliseconds between outbox drains when idle.
+    #[arg(long, env = "OUTBOX_INTERVAL_MS", default_value_t = 200)]
+    pub outbox_interval_ms: u64,
+}

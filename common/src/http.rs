@@ -334,6 +334,10 @@ where
 }
 
 /// The authenticated caller of a data route.
+///
+/// Behind `common::guard::Guard` (token, live session and rate limit already checked) it is
+/// taken from the request; without the guard only the token is verified, so a revoked
+/// session's token would still pass until it expires: every data service wires the guard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthUser {
     /// Pseudonymous user id (`sub`).
@@ -348,6 +352,9 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        if let Some(user) = parts.extensions.get::<AuthUser>() {
+            return Ok(*user);
+        }
         let keys = Arc::<JwtKeys>::from_ref(state);
         let token = parts
             .headers

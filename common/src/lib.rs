@@ -16,6 +16,8 @@ pub mod cache;
 pub mod db;
 #[cfg(feature = "firestore")]
 pub mod documents;
+#[cfg(all(feature = "http", feature = "redis"))]
+pub mod guard;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "http")]

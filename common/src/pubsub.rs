@@ -403,3 +403,35 @@ mod tests {
         );
     }
 }
+
+/// The outbox drainer of a service: started next to the HTTP server, stopped after it.
+#[cfg(feature = "db")]
+pub struct Drainer {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[cfg(feature = "db")]
+impl Drainer {
+    /// Starts draining `pool`'s outbox to the configured project.
+    pub fn start(pool: sqlx::PgPool, config: &crate::config::PubSubConfig) -> Self {
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let publishers = Publishers::new(
+            config.pubsub_project.clone(),
+            config.pubsub_emulator_host.clone(),
+        );
+        let task = spawn_drainer(
+            pool,
+            publishers,
+            Duration::from_millis(config.outbox_interval_ms),
+            rx,
+        );
+        Self { stop, task }
+    }
+
+    /// Drains once more and stops.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+}

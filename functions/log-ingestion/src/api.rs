@@ -10,8 +10,9 @@ use axum::{Json, Router};
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use chrono_tz::Tz;
 use common::auth::JwtKeys;
-use common::config::{DbConfig, HttpConfig, JwtConfig, PlatformConfig};
+use common::config::{DbConfig, HttpConfig, JwtConfig, PlatformConfig, PubSubConfig};
 use common::error::Problem;
+use common::events::{Event, NightSummary, SleepLogIngested};
 use common::http::{ApiQuery, AuthUser};
 use common::openapi::{ApiRouter, BearerAuth};
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,8 @@ pub struct Config {
     pub db: DbConfig,
     #[command(flatten)]
     pub jwt: JwtConfig,
+    #[command(flatten)]
+    pub pubsub: PubSubConfig,
 }
 
 /// State built once.
@@ -108,7 +111,9 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
         },
         Duration::from_secs(config.http.request_timeout_secs),
     );
+    let drainer = common::pubsub::Drainer::start(pool.clone(), &config.pubsub);
     common::http::serve(app, &config.http).await?;
+    drainer.stop().await;
     pool.close().await;
     Ok(())
 }
@@ -321,6 +326,17 @@ async fn import(
         .await?;
         new += done.rows_affected() as usize;
     }
+    if new > 0 {
+        publish_nights(
+            &mut tx,
+            user.user_id,
+            import_id,
+            source,
+            zone.name(),
+            &night_set,
+        )
+        .await?;
+    }
     tx.commit().await?;
     tracing::info!(
         source = source.as_str(),
@@ -370,6 +386,51 @@ pub fn check_plausible(sessions: &[Session]) -> Result<(), ParseError> {
     Ok(())
 }
 
+/// Writes `sleep-log.ingested` with the merged nights as they are now into the outbox, in the
+/// import's transaction.
+async fn publish_nights(
+    tx: &mut sqlx::PgConnection,
+    user: Uuid,
+    import_id: Uuid,
+    source: Source,
+    zone: &str,
+    dates: &[NaiveDate],
+) -> Result<(), sqlx::Error> {
+    let (Some(from), Some(to)) = (dates.first(), dates.last()) else {
+        return Ok(());
+    };
+    let sessions = load_sessions(&mut *tx, user, *from, *to).await?;
+    let nights: Vec<NightSummary> = merge::nights(&sessions)
+        .into_iter()
+        .filter(|n| dates.contains(&n.date))
+        .filter_map(|n| {
+            let main = n.main?;
+            Some(NightSummary {
+                night: n.date,
+                zone: zone.to_owned(),
+                start: main.start,
+                end: main.end,
+                final_awakening: main.end,
+                tib_min: main.tib_min,
+                tst_min: main.tst_min,
+                sol_min: None,
+                waso_min: None,
+            })
+        })
+        .collect();
+    if nights.is_empty() {
+        return Ok(());
+    }
+    let event = Event::SleepLogIngested(SleepLogIngested {
+        user_id: user,
+        import_id,
+        source: source.as_str().to_owned(),
+        nights,
+    });
+    common::pubsub::enqueue(tx, &event, Some(user.to_string())).await?;
+    Ok(())
+}
+
 /// The night a single session is filed under, by the merge rules.
 fn night_of(session: &Session) -> NaiveDate {
     merge::nights(std::slice::from_ref(session))
@@ -391,7 +452,7 @@ pub struct NightRange {
 
 /// Loads a user's stored sessions with nights in `[from, to]`.
 pub async fn load_sessions(
-    pool: &PgPool,
+    pool: impl sqlx::PgExecutor<'_>,
     user: Uuid,
     from: NaiveDate,
     to: NaiveDate,

@@ -286,21 +286,61 @@ fn every_served_route_is_in_the_openapi_document() {
 
 #[sqlx::test(migrator = "common::db::MIGRATOR")]
 async fn edited_or_empty_device_files_are_refused_not_crashed_on(pool: PgPool) {
-    let state = AppState { pool: pool.clone(), keys: testkit::jwt_keys() };
+    let state = AppState {
+        pool: pool.clone(),
+        keys: testkit::jwt_keys(),
+    };
     let user = testkit::user(&pool).await;
-    let original = String::from_utf8(realdata("fitbit/shimmer-fitbit-sleep-date-classic-with-nap.json")).unwrap();
+    let original = String::from_utf8(realdata(
+        "fitbit/shimmer-fitbit-sleep-date-classic-with-nap.json",
+    ))
+    .unwrap();
     let huge_seconds = original.replacen("\"seconds\": 3780", "\"seconds\": 99999999999999", 1);
-    let huge_duration = original.replacen("\"duration\": 3780000", "\"duration\": 9000000000000000000", 1);
-    let long_nap = original.replacen("\"startTime\": \"2016-12-13T09:59:00.000\"", "\"startTime\": \"2016-03-27T02:30:00.000\"", 1);
-    for body in [huge_seconds, huge_duration, long_nap, "{\"sleep\": []}".to_owned()] {
-        let (status, p) = call(&state, "POST", "/v1/imports/fitbit?zone=Europe/Berlin", user, body.into_bytes()).await;
+    let huge_duration = original.replacen(
+        "\"duration\": 3780000",
+        "\"duration\": 9000000000000000000",
+        1,
+    );
+    let long_nap = original.replacen(
+        "\"startTime\": \"2016-12-13T09:59:00.000\"",
+        "\"startTime\": \"2016-03-27T02:30:00.000\"",
+        1,
+    );
+    for body in [
+        huge_seconds,
+        huge_duration,
+        long_nap,
+        "{\"sleep\": []}".to_owned(),
+    ] {
+        let (status, p) = call(
+            &state,
+            "POST",
+            "/v1/imports/fitbit?zone=Europe/Berlin",
+            user,
+            body.into_bytes(),
+        )
+        .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
         assert_eq!(p["code"], "unreadable_file");
     }
-    let (status, p) = call(&state, "POST", "/v1/imports/oura?zone=Europe/Berlin", user, b"{\"data\": []}".to_vec()).await;
+    let (status, p) = call(
+        &state,
+        "POST",
+        "/v1/imports/oura?zone=Europe/Berlin",
+        user,
+        b"{\"data\": []}".to_vec(),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
     assert_eq!(counts(&pool).await, (0, 0));
     // A valid token whose account is gone.
-    let (status, _) = call(&state, "POST", "/v1/imports/fitbit?zone=Europe/Berlin", Uuid::new_v4(), original.into_bytes()).await;
+    let (status, _) = call(
+        &state,
+        "POST",
+        "/v1/imports/fitbit?zone=Europe/Berlin",
+        Uuid::new_v4(),
+        original.into_bytes(),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

@@ -251,6 +251,16 @@ async fn upsert_night(
 /// the redelivery does the whole work again; the documents' ids are deterministic).
 pub async fn handle(state: &AppState, message_id: &str, event: &Event) -> Result<Outcome, Error> {
     let mut tx = state.pool.begin().await?;
+    // One user's events are analysed one at a time: concurrent pushes would each see only
+    // their own night and the last commit would win with a stale week.
+    let owner = match event {
+        Event::SleepLogRecorded(e) => e.user_id,
+        Event::SleepLogIngested(e) => e.user_id,
+    };
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 11))")
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
     let fresh: bool = sqlx::query_scalar(
         "INSERT INTO processed_events (business_key, first_message_id) VALUES ($1, $2) \
          ON CONFLICT (business_key) DO UPDATE SET duplicates = processed_events.duplicates + 1 RETURNING (xmax = 0)",

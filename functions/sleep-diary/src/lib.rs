@@ -11,9 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use common::auth::JwtKeys;
-use common::config::{DbConfig, HttpConfig, JwtConfig, PlatformConfig};
+use common::config::{DbConfig, HttpConfig, JwtConfig, PlatformConfig, PubSubConfig};
 use common::diary::{DiaryEntry, DiaryInput, LocalInstant, NightMetrics};
 use common::error::Problem;
+use common::events::{Event, NightSummary, SleepLogRecorded};
 use common::http::{ApiJson, ApiQuery, AuthUser};
 use common::openapi::{ApiRouter, BearerAuth};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,8 @@ pub struct Config {
     pub db: DbConfig,
     #[command(flatten)]
     pub jwt: JwtConfig,
+    #[command(flatten)]
+    pub pubsub: PubSubConfig,
     /// Days after creation during which an entry may still be edited (limits retrospective
     /// changes; REFERENCE §2.3, MiNap default 7).
     #[arg(long, env = "DIARY_EDIT_WINDOW_DAYS", default_value_t = 7)]
@@ -105,8 +108,10 @@ pub async fn run(config: Config) -> anyhow_like::Result<()> {
         keys,
         edit_window: chrono::Duration::days(i64::from(config.edit_window_days)),
     };
+    let drainer = common::pubsub::Drainer::start(pool.clone(), &config.pubsub);
     let app = app(state, Duration::from_secs(config.http.request_timeout_secs));
     common::http::serve(app, &config.http).await?;
+    drainer.stop().await;
     pool.close().await;
     tracing::info!("stopped cleanly");
     Ok(())
@@ -262,6 +267,57 @@ fn stored_input(input: &DiaryInput) -> serde_json::Value {
     serde_json::to_value(copy).unwrap_or_default()
 }
 
+/// Writes `sleep-log.recorded` into the outbox, in the caller's transaction: the event leaves
+/// only if the change commits.
+async fn publish(
+    tx: &mut sqlx::PgConnection,
+    user: Uuid,
+    entry_id: Uuid,
+    change: &str,
+    entry: Option<&DiaryEntry>,
+    revision: DateTime<Utc>,
+) -> Result<()> {
+    let night = entry.map(DiaryEntry::night).unwrap_or_default();
+    enqueue(tx, user, entry_id, change, entry, night, revision).await
+}
+
+async fn enqueue(
+    tx: &mut sqlx::PgConnection,
+    user: Uuid,
+    entry_id: Uuid,
+    change: &str,
+    entry: Option<&DiaryEntry>,
+    night: NaiveDate,
+    revision: DateTime<Utc>,
+) -> Result<()> {
+    let summary = entry.map(|e| {
+        let m = e.metrics();
+        let at = |l: &LocalInstant| l.utc.with_timezone(&l.offset);
+        NightSummary {
+            night: e.night(),
+            zone: e.zone.name().to_owned(),
+            start: at(&e.into_bed),
+            end: at(&e.out_of_bed),
+            final_awakening: at(&e.final_awakening),
+            tib_min: m.tib_min,
+            tst_min: m.tst_min,
+            sol_min: Some(m.sol_min),
+            waso_min: Some(m.waso_min),
+        }
+    });
+    let event = Event::SleepLogRecorded(SleepLogRecorded {
+        user_id: user,
+        entry_id,
+        change: change.to_owned(),
+        night: summary.as_ref().map_or(night, |s| s.night),
+        summary,
+        revision,
+    });
+    // Events of one user stay in order.
+    common::pubsub::enqueue(tx, &event, Some(user.to_string())).await?;
+    Ok(())
+}
+
 /// Validates an entry, and refuses nights that have not happened yet (a day of slack for
 /// clocks and zones).
 fn parse_entry(input: &DiaryInput) -> Result<DiaryEntry> {
@@ -300,6 +356,7 @@ async fn create(
     let entry = parse_entry(&input)?;
     let m = entry.metrics();
     let stored = stored_input(&input);
+    let mut tx = state.pool.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO diary_entries (id, user_id, night, zone, into_bed, into_bed_offset, lights_out, lights_out_offset, \
          final_awakening, final_awakening_offset, out_of_bed, out_of_bed_offset, sol_min, awakenings, waso_min, \
@@ -328,17 +385,28 @@ async fn create(
     .bind(m.se_pct)
     .bind(to_i32(m.nap_min))
     .bind(&stored)
-    .fetch_optional(&state.pool)
+    .fetch_optional(&mut *tx)
     .await?;
     if let Some(row) = inserted {
-        // The common path answers from what was just written: one round trip.
+        // The common path answers from what was just written.
         let created_at: DateTime<Utc> = row.try_get("created_at")?;
+        publish(
+            &mut tx,
+            user.user_id,
+            id,
+            "created",
+            Some(&entry),
+            created_at,
+        )
+        .await?;
+        tx.commit().await?;
         return Ok((
             StatusCode::CREATED,
             Json(view_of(id, &entry, input, m, created_at)),
         )
             .into_response());
     }
+    tx.rollback().await?;
     let row = sqlx::query(&format!("{SELECT} WHERE id = $1 AND user_id = $2"))
         .bind(id)
         .bind(user.user_id)
@@ -485,6 +553,15 @@ async fn update(
     .bind(stored_input(&input))
     .execute(&mut *tx)
     .await?;
+    publish(
+        &mut tx,
+        user.user_id,
+        id,
+        "updated",
+        Some(&entry),
+        Utc::now(),
+    )
+    .await?;
     let row = sqlx::query(&format!("{SELECT} WHERE id = $1"))
         .bind(id)
         .fetch_one(&mut *tx)
@@ -506,14 +583,26 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     let id = parse_id(&id)?;
-    let done = sqlx::query("DELETE FROM diary_entries WHERE id = $1 AND user_id = $2")
-        .bind(id)
-        .bind(user.user_id)
-        .execute(&state.pool)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(Problem::not_found().into());
-    }
+    let mut tx = state.pool.begin().await?;
+    let night: Option<NaiveDate> = sqlx::query_scalar(
+        "DELETE FROM diary_entries WHERE id = $1 AND user_id = $2 RETURNING night",
+    )
+    .bind(id)
+    .bind(user.user_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let night = night.ok_or_else(Problem::not_found)?;
+    enqueue(
+        &mut tx,
+        user.user_id,
+        id,
+        "deleted",
+        None,
+        night,
+        Utc::now(),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -393,26 +393,78 @@ async fn implausible_entries_are_refused_without_a_server_error(pool: PgPool) {
     let mut nul = spring_night(Uuid::new_v4());
     nul["comment"] = json!("a\u{0}b");
     let mut naps = spring_night(Uuid::new_v4());
-    naps["naps"] = json!(vec![json!({"start": "2025-03-29T14:00:00+01:00", "end": "2025-03-29T14:01:00+01:00"}); 11]);
+    naps["naps"] = json!(vec![
+        json!({"start": "2025-03-29T14:00:00+01:00", "end": "2025-03-29T14:01:00+01:00"});
+        11
+    ]);
     let mut future = spring_night(Uuid::new_v4());
-    for (k, v) in [("into_bed", "2099-03-28T23:00:00+01:00"), ("lights_out", "2099-03-28T23:15:00+01:00"),
-                   ("final_awakening", "2099-03-29T06:30:00+02:00"), ("out_of_bed", "2099-03-29T07:00:00+02:00")] {
+    for (k, v) in [
+        ("into_bed", "2099-03-28T23:00:00+01:00"),
+        ("lights_out", "2099-03-28T23:15:00+01:00"),
+        ("final_awakening", "2099-03-29T06:30:00+02:00"),
+        ("out_of_bed", "2099-03-29T07:00:00+02:00"),
+    ] {
         future[k] = json!(v);
     }
     future["naps"] = json!([]);
     for (body, field) in [(nul, "comment"), (naps, "naps"), (future, "out_of_bed")] {
         let (status, _, p) = call(&s, "POST", "/v1/sleep-logs", Some(user), Some(body)).await;
-        assert_eq!((status, p["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(field)), "{p}");
+        assert_eq!(
+            (status, p["field"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(field)),
+            "{p}"
+        );
     }
     // A second entry for the same night is an edit, not a new record.
-    assert_eq!(call(&s, "POST", "/v1/sleep-logs", Some(user), Some(spring_night(Uuid::new_v4()))).await.0, StatusCode::CREATED);
-    let (status, _, p) = call(&s, "POST", "/v1/sleep-logs", Some(user), Some(spring_night(Uuid::new_v4()))).await;
-    assert_eq!((status, p["code"].as_str()), (StatusCode::CONFLICT, Some("night_taken")));
+    assert_eq!(
+        call(
+            &s,
+            "POST",
+            "/v1/sleep-logs",
+            Some(user),
+            Some(spring_night(Uuid::new_v4()))
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
+    let (status, _, p) = call(
+        &s,
+        "POST",
+        "/v1/sleep-logs",
+        Some(user),
+        Some(spring_night(Uuid::new_v4())),
+    )
+    .await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("night_taken"))
+    );
     // A valid token whose account is gone.
-    let (status, _, _) = call(&s, "POST", "/v1/sleep-logs", Some(Uuid::new_v4()), Some(spring_night(Uuid::new_v4()))).await;
+    let (status, _, _) = call(
+        &s,
+        "POST",
+        "/v1/sleep-logs",
+        Some(Uuid::new_v4()),
+        Some(spring_night(Uuid::new_v4())),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _, p) = call(&s, "GET", "/v1/sleep-logs?from=2025-13-01&to=2025-12-31", Some(user), None).await;
-    assert_eq!((status, p["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("from")));
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM diary_entries").fetch_one(&pool).await.unwrap();
+    let (status, _, p) = call(
+        &s,
+        "GET",
+        "/v1/sleep-logs?from=2025-13-01&to=2025-12-31",
+        Some(user),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, p["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("from"))
+    );
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM diary_entries")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(count, 1);
 }
