@@ -146,6 +146,15 @@ async fn create_is_idempotent_on_the_client_id(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(count, 1);
+    // One event for the one change: the replay and the conflict wrote nothing to the outbox.
+    let events: Vec<serde_json::Value> = sqlx::query_scalar("SELECT payload FROM outbox")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["type"], "sleep-log.recorded");
+    assert_eq!(events[0]["data"]["summary"]["tib_min"], 420);
+    assert_eq!(events[0]["data"]["change"], "created");
 }
 
 #[sqlx::test(migrator = "common::db::MIGRATOR")]
