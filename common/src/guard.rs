@@ -48,15 +48,13 @@ impl FromStr for AppVersion {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let mut parts = [0u32; 3];
-        let mut n = 0;
-        for piece in s.trim().split('.') {
+        for (n, piece) in s.trim().split('.').enumerate() {
             if n == 3 || piece.is_empty() || !piece.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(format!("not a version like 2.4.1: {s}"));
             }
             parts[n] = piece
                 .parse()
                 .map_err(|_| format!("version part too large: {s}"))?;
-            n += 1;
         }
         Ok(Self(parts))
     }
