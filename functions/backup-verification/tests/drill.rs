@@ -1,0 +1,447 @@
+//! The restore drill against real PostgreSQL (a fresh database per test) and fake-gcs-server
+//! (`scripts/emulators.sh start gcs`).
+
+use backup_verification::drill::{self, Limits, LocalBackup, PgTools, Verification};
+use backup_verification::{Config, cloudsql};
+use chrono::{Duration, Utc};
+use clap::Parser as _;
+use common::job::Outcome;
+use common::storage::{Storage, StorageConfig};
+use sqlx::PgPool;
+
+fn storage_host() -> String {
+    std::env::var("STORAGE_EMULATOR_HOST").expect(
+        "STORAGE_EMULATOR_HOST is not set: run scripts/emulators.sh start gcs and eval \"$(scripts/emulators.sh env)\"",
+    )
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// The URL of the test's own database (the server's from DATABASE_URL).
+fn url_of(pool: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    drill::with_database(
+        &base,
+        pool.connect_options().get_database().expect("database"),
+    )
+}
+
+async fn storage() -> Storage {
+    let storage = Storage::connect(
+        &StorageConfig {
+            storage_emulator_host: Some(storage_host()),
+        },
+        &unique("drill"),
+    )
+    .await
+    .expect("storage");
+    storage.ensure_bucket("drill").await.expect("bucket");
+    storage
+}
+
+/// 3 users, 60 diary nights, one import with 2 sessions.
+async fn seed(pool: &PgPool) {
+    sqlx::query(
+        "INSERT INTO users (id, email, password_hash)
+         SELECT ('00000000-0000-0000-0000-' || lpad(g::text, 12, '0'))::uuid, 'u' || g || '@example.org', 'x'
+         FROM generate_series(1, 3) g",
+    )
+    .execute(pool)
+    .await
+    .expect("users");
+    sqlx::query(
+        "INSERT INTO diary_entries (id, user_id, night, zone, into_bed, into_bed_offset, lights_out,
+             lights_out_offset, final_awakening, final_awakening_offset, out_of_bed, out_of_bed_offset,
+             sol_min, awakenings, waso_min, tib_min, tst_min, twak_min, se_pct, input)
+         SELECT gen_random_uuid(), ('00000000-0000-0000-0000-' || lpad((1 + g % 3)::text, 12, '0'))::uuid,
+                date '2026-01-01' + g / 3, 'Europe/Berlin', t, 3600, t + interval '15 min', 3600,
+                t + interval '7 hours', 3600, t + interval '7 hours 20 min', 3600, 15, 2, 30, 440, 375, 20, 85.2,
+                jsonb_build_object('quality', 3, 'comment', 'night ' || g)
+         FROM generate_series(1, 60) g,
+              LATERAL (SELECT timestamptz '2025-12-31 22:00+00' + (g / 3) * interval '1 day' AS t) x",
+    )
+    .execute(pool)
+    .await
+    .expect("diary");
+    sqlx::query(
+        "WITH i AS (
+             INSERT INTO imports (id, user_id, source, content_sha256, zone, sessions)
+             VALUES (gen_random_uuid(), '00000000-0000-0000-0000-000000000001', 'oura', '\\x01', 'Europe/Berlin', 2)
+             RETURNING id, user_id)
+         INSERT INTO sleep_sessions (id, user_id, import_id, source, source_key, record_ids, kind, night,
+                                     start_at, start_offset, end_at, end_offset, segments)
+         SELECT gen_random_uuid(), i.user_id, i.id, 'oura', 'k' || g, ARRAY['r' || g], 'main',
+                date '2026-01-01' + g, timestamptz '2026-01-01 22:00+00' + g * interval '1 day', 3600,
+                timestamptz '2026-01-02 06:00+00' + g * interval '1 day', 3600, '[]'::jsonb
+         FROM i, generate_series(1, 2) g",
+    )
+    .execute(pool)
+    .await
+    .expect("sessions");
+}
+
+fn limits() -> Limits {
+    Limits {
+        max_age: Duration::hours(26),
+        rto: std::time::Duration::from_secs(4 * 3600),
+    }
+}
+
+fn work_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(unique("drill"));
+    std::fs::create_dir_all(&dir).expect("work dir");
+    dir
+}
+
+async fn verify(storage: &Storage, pool: &PgPool, backup: &LocalBackup) -> Verification {
+    let stored = drill::store_backup(storage, "t", backup)
+        .await
+        .expect("store");
+    drill::verify_backup(
+        storage,
+        &stored,
+        &PgTools::locate(None),
+        &url_of(pool),
+        &work_dir(),
+        &limits(),
+        Utc::now(),
+    )
+    .await
+    .expect("verification ran")
+}
+
+async fn scratch_databases(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE 'restore_check_%'")
+        .fetch_all(pool)
+        .await
+        .expect("databases")
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn a_good_backup_restores_with_every_table_matching_its_snapshot(pool: PgPool) {
+    seed(&pool).await;
+    let storage = storage().await;
+    let backup = drill::take_backup(&url_of(&pool), &PgTools::locate(None), &work_dir(), &[])
+        .await
+        .expect("backup");
+    let d = &backup.description;
+    assert_eq!(d.tables["public.diary_entries"].rows, 60);
+    assert_eq!(d.tables["public.users"].rows, 3);
+    assert_eq!(d.tables["public.sleep_sessions"].rows, 2);
+    assert_eq!(d.tables["public.diary_entries"].checksum.len(), 32);
+    let source_tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("tables");
+    let fks: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_constraint WHERE contype = 'f'")
+        .fetch_one(&pool)
+        .await
+        .expect("fks");
+    assert_eq!(d.tables.len() as i64, source_tables);
+    assert_eq!(d.foreign_keys, fks);
+
+    let v = verify(&storage, &pool, &backup).await;
+
+    assert_eq!(v.failures, Vec::<String>::new());
+    assert!(v.passed());
+    assert_eq!(v.tables as i64, source_tables);
+    let rows: i64 = d.tables.values().map(|t| t.rows).sum();
+    assert_eq!(v.rows, rows);
+    assert_eq!(v.bytes, d.bytes);
+    assert!(v.restore_secs.expect("restored") > 0.0);
+    assert!(v.age_hours < 0.1);
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn the_figures_are_those_of_the_snapshot_not_of_writes_after_it(pool: PgPool) {
+    seed(&pool).await;
+    let storage = storage().await;
+    let backup = drill::take_backup(&url_of(&pool), &PgTools::locate(None), &work_dir(), &[])
+        .await
+        .expect("backup");
+    sqlx::query("DELETE FROM diary_entries WHERE night > date '2026-01-10'")
+        .execute(&pool)
+        .await
+        .expect("later write");
+
+    let v = verify(&storage, &pool, &backup).await;
+
+    assert_eq!(backup.description.tables["public.diary_entries"].rows, 60);
+    assert!(v.passed(), "{:?}", v.failures);
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn a_truncated_dump_fails_the_restore_with_the_reason(pool: PgPool) {
+    seed(&pool).await;
+    let storage = storage().await;
+    let mut backup = drill::take_backup(&url_of(&pool), &PgTools::locate(None), &work_dir(), &[])
+        .await
+        .expect("backup");
+    // Cut the file before it is described, as a dump cut short on disk would be: only the
+    // restore can tell.
+    let bytes = std::fs::read(&backup.path).expect("dump");
+    std::fs::write(&backup.path, &bytes[..bytes.len() * 2 / 3]).expect("truncate");
+    backup.description.bytes = (bytes.len() * 2 / 3) as u64;
+    backup.description.sha256 = sha256_hex(&bytes[..bytes.len() * 2 / 3]);
+    let before = scratch_databases(&pool).await;
+
+    let v = verify(&storage, &pool, &backup).await;
+
+    assert!(!v.passed());
+    assert!(
+        v.failures.iter().any(|f| f.starts_with("restore failed:")),
+        "{:?}",
+        v.failures
+    );
+    let after = scratch_databases(&pool).await;
+    assert!(
+        after.iter().all(|d| before.contains(d)),
+        "scratch database left behind: {after:?}"
+    );
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn a_dump_cut_short_in_the_bucket_fails_its_recorded_checksum(pool: PgPool) {
+    seed(&pool).await;
+    let storage = storage().await;
+    let backup = drill::take_backup(&url_of(&pool), &PgTools::locate(None), &work_dir(), &[])
+        .await
+        .expect("backup");
+    let stored = drill::store_backup(&storage, "t", &backup)
+        .await
+        .expect("store");
+    let bytes = storage.get(&stored.dump_object).await.expect("dump");
+    storage
+        .put(
+            &stored.dump_object,
+            bytes[..bytes.len() / 2].to_vec(),
+            "application/octet-stream",
+            Default::default(),
+        )
+        .await
+        .expect("overwrite");
+
+    let v = drill::verify_backup(
+        &storage,
+        &stored,
+        &PgTools::locate(None),
+        &url_of(&pool),
+        &work_dir(),
+        &limits(),
+        Utc::now(),
+    )
+    .await
+    .expect("verification ran");
+
+    assert!(
+        v.failures
+            .iter()
+            .any(|f| f.contains("truncated or altered")),
+        "{:?}",
+        v.failures
+    );
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn a_dump_missing_a_table_fails_with_that_table_named(pool: PgPool) {
+    seed(&pool).await;
+    let storage = storage().await;
+    let backup = drill::take_backup(
+        &url_of(&pool),
+        &PgTools::locate(None),
+        &work_dir(),
+        &["--exclude-table=public.job_runs".to_owned()],
+    )
+    .await
+    .expect("backup");
+
+    let v = verify(&storage, &pool, &backup).await;
+
+    assert_eq!(
+        v.failures,
+        ["table public.job_runs missing from the restored database"]
+    );
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn a_backup_older_than_26_hours_fails_as_stale(pool: PgPool) {
+    seed(&pool).await;
+    let storage = storage().await;
+    let mut backup = drill::take_backup(&url_of(&pool), &PgTools::locate(None), &work_dir(), &[])
+        .await
+        .expect("backup");
+    backup.description.taken_at -= Duration::hours(27);
+
+    let v = verify(&storage, &pool, &backup).await;
+
+    assert_eq!(v.failures.len(), 1, "{:?}", v.failures);
+    assert!(
+        v.failures[0].starts_with("backup is stale: taken 27.0 h ago, the limit is 26 h"),
+        "{:?}",
+        v.failures
+    );
+}
+
+fn config(pool: &PgPool, bucket: &str, extra: &[&str]) -> Config {
+    let url = url_of(pool);
+    let host = storage_host();
+    let work = work_dir();
+    let mut args = vec![
+        "backup-verification",
+        "--database-url",
+        &url,
+        "--bucket",
+        bucket,
+        "--storage-emulator-host",
+        &host,
+        "--create-bucket",
+        "--logical-date",
+        "2026-12-03",
+        "--work-dir",
+        work.to_str().expect("utf-8"),
+        "--log-format",
+        "text",
+    ];
+    args.extend_from_slice(extra);
+    Config::try_parse_from(args).expect("config")
+}
+
+async fn records(pool: &PgPool) -> Vec<(String, bool)> {
+    sqlx::query_as("SELECT logical_date::text, passed FROM backup_verifications ORDER BY 1")
+        .fetch_all(pool)
+        .await
+        .expect("records")
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn two_triggers_for_the_same_date_make_one_verification_record(pool: PgPool) {
+    seed(&pool).await;
+    let bucket = unique("job");
+
+    // At the same time: the advisory lock makes one wait for the other, which then finds
+    // the record.
+    let (a, b) = tokio::join!(
+        backup_verification::run(config(&pool, &bucket, &[])),
+        backup_verification::run(config(&pool, &bucket, &[])),
+    );
+    let (first, second) = if a.outcome == Outcome::Skipped {
+        (b, a)
+    } else {
+        (a, b)
+    };
+
+    assert_eq!(first.outcome, Outcome::Succeeded, "{:?}", first.failures);
+    assert_eq!(first.exit_code(), std::process::ExitCode::SUCCESS);
+    assert_eq!(second.outcome, Outcome::Skipped);
+    assert_eq!(second.figures["backup_id"], first.figures["backup_id"]);
+    assert_eq!(records(&pool).await, [("2026-12-03".to_owned(), true)]);
+    let runs: Vec<(String,)> = sqlx::query_as(
+        "SELECT outcome FROM job_runs WHERE job = 'backup-verification' ORDER BY outcome",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("runs");
+    assert_eq!(runs, [("skipped".to_owned(),), ("succeeded".to_owned(),)]);
+    assert!(
+        first.figures["restore_secs"]
+            .as_f64()
+            .expect("restore_secs")
+            > 0.0
+    );
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn a_restore_slower_than_the_rto_fails_the_run_and_a_rerun_replaces_the_record(pool: PgPool) {
+    seed(&pool).await;
+    let bucket = unique("job");
+
+    let failed = backup_verification::run(config(&pool, &bucket, &["--rto-seconds", "0"])).await;
+
+    assert_eq!(failed.outcome, Outcome::Failed);
+    assert_eq!(failed.exit_code(), std::process::ExitCode::FAILURE);
+    assert!(
+        failed
+            .failures
+            .iter()
+            .any(|f| f.contains("more than the RTO of 0 s")),
+        "{:?}",
+        failed.failures
+    );
+    assert_eq!(records(&pool).await, [("2026-12-03".to_owned(), false)]);
+
+    let retried = backup_verification::run(config(&pool, &bucket, &[])).await;
+
+    assert_eq!(
+        retried.outcome,
+        Outcome::Succeeded,
+        "{:?}",
+        retried.failures
+    );
+    assert_eq!(records(&pool).await, [("2026-12-03".to_owned(), true)]);
+}
+
+#[tokio::test]
+async fn the_rest_admin_client_reads_the_instance_and_its_backup_runs() {
+    use axum::{Json, Router, routing::get};
+    let app = Router::new()
+        .route(
+            "/v1/projects/p/instances/main",
+            get(|| async {
+                Json(serde_json::json!({"name": "main", "settings": {"backupConfiguration": {
+                    "enabled": true, "pointInTimeRecoveryEnabled": true,
+                    "transactionLogRetentionDays": 7,
+                    "backupRetentionSettings": {"retentionUnit": "COUNT", "retainedBackups": 30}}}}))
+            }),
+        )
+        .route(
+            "/v1/projects/p/instances/main/backupRuns",
+            get(|| async {
+                Json(serde_json::json!({"items": [
+                    {"id": "2", "status": "SUCCESSFUL", "endTime": "2026-12-01T02:10:00Z"},
+                    {"id": "1", "status": "FAILED", "endTime": "2026-12-02T02:10:00Z"}]}))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let admin = cloudsql::RestAdmin {
+        endpoint: format!("http://{addr}"),
+        project: "p".into(),
+        instance: "main".into(),
+        token_url: None,
+        http: reqwest::Client::new(),
+    };
+
+    let now = "2026-12-02T03:30:00Z".parse().expect("time");
+    let found = cloudsql::verify(&admin, now, Duration::hours(26))
+        .await
+        .expect("api");
+
+    assert_eq!(found.newest.map(|r| r.id), Some("2".to_owned()));
+    assert_eq!(found.failures, Vec::<String>::new());
+    let later = "2026-12-02T05:00:00Z".parse().expect("time");
+    let stale = cloudsql::verify(&admin, later, Duration::hours(26))
+        .await
+        .expect("api");
+    assert_eq!(
+        stale.failures,
+        ["newest successful backup 2 is stale: 26.8 h old, the limit is 26 h"]
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
