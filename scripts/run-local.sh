@@ -2,16 +2,29 @@
 # The local platform: installs and starts PostgreSQL and Redis if needed, builds the workspace,
 # migrates, starts every HTTP function behind one entry point on 127.0.0.1:8080 with the
 # production paths, imports the sample files for a demo user and prints the nights.
-# Keeps serving until Ctrl-C; with --once it stops after printing.
+# Keeps serving until Ctrl-C; with --once it stops after printing. The local database
+# `dta_wide` is kept between runs (the demo is idempotent); --fresh drops it first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 once=0
-[ "${1:-}" = "--once" ] && once=1
+fresh=0
+for arg in "$@"; do
+  case "$arg" in
+    --once) once=1 ;;
+    --fresh) fresh=1 ;;
+    *) echo "usage: scripts/run-local.sh [--once] [--fresh]" >&2; exit 2 ;;
+  esac
+done
 
 ensure_postgres
 ensure_redis
+scripts/emulators.sh start
+eval "$(scripts/emulators.sh env)"
+if [ "$fresh" = 1 ]; then
+  psql "$PG_URL_BASE/postgres" -qc "DROP DATABASE IF EXISTS dta_wide WITH (FORCE)"
+fi
 ensure_database dta_wide
 REALDATA_DIR=$(realdata_dir)
 
@@ -31,8 +44,19 @@ export DATABASE_URL="$PG_URL_BASE/dta_wide"
 export REDIS_URL="redis://127.0.0.1:6379"
 export BIND_ADDRESS=127.0.0.1
 export RUST_LOG="${RUST_LOG:-info}"
+export PUBSUB_PROJECT=dta-wide-local FIRESTORE_PROJECT=dta-wide-local
+# Local mail goes to files the demo (and a developer) can read.
+export MAIL_SINK_DIR="$PWD/$run_dir/mail"
 
 "$bin/migrate"
+
+# The event chain: topic sleep-log and its push subscription to sleep-analysis, like
+# production's (which adds the OIDC token; the emulator sends none, so verification is off
+# here). Made before any producer starts, so no event meets a missing topic.
+emu="http://$PUBSUB_EMULATOR_HOST/v1/projects/$PUBSUB_PROJECT"
+curl -sf -X PUT "$emu/topics/sleep-log" -H 'content-type: application/json' -d '{}' >/dev/null || true
+curl -sf -X PUT "$emu/subscriptions/sleep-analysis" -H 'content-type: application/json' \
+  -d "{\"topic\": \"projects/$PUBSUB_PROJECT/topics/sleep-log\", \"pushConfig\": {\"pushEndpoint\": \"http://127.0.0.1:8090/pubsub/push\"}, \"ackDeadlineSeconds\": 30}" >/dev/null || true
 
 pids=()
 stop_all() {
@@ -74,6 +98,8 @@ if [ -x "$bin/questionnaire-scoring" ]; then
   start questionnaire-scoring 8084 "$bin/questionnaire-scoring"
   routes="$routes,/v1/questionnaires=http://127.0.0.1:8084,/v1/questionnaire-responses=http://127.0.0.1:8084"
 fi
+PUSH_AUTH_DISABLED=true start sleep-analysis 8090 "$bin/sleep-analysis"
+routes="$routes,/v1/sleep-window=http://127.0.0.1:8090"
 ROUTES="$routes" start gateway 8080 "$bin/local-platform" gateway
 echo "entry point: http://127.0.0.1:8080 (merged OpenAPI at /v1/openapi.json)"
 echo

@@ -435,3 +435,249 @@ impl Drainer {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
     }
 }
+
+/// Google's signing keys for the OIDC tokens Pub/Sub push and Cloud Scheduler attach.
+pub const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
+
+/// Why a push request's token was refused (answered 401; Pub/Sub retries and dead-letters).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OidcError {
+    /// No `Authorization: Bearer` header.
+    #[error("no bearer token")]
+    Missing,
+    /// Signature, issuer, audience, expiry or algorithm failed.
+    #[error("token rejected: {0}")]
+    Invalid(String),
+    /// Signed by the right issuer for another identity.
+    #[error("token is for another service account")]
+    WrongAccount,
+    /// The signing keys could not be fetched.
+    #[error("signing keys unavailable: {0}")]
+    Keys(String),
+}
+
+#[derive(serde::Deserialize)]
+struct GoogleClaims {
+    email: Option<String>,
+    email_verified: Option<bool>,
+}
+
+/// Verifies Google-signed OIDC tokens: RS256 only, issuer `accounts.google.com`, the push
+/// endpoint as audience, and the push subscription's service account as `email`.
+pub struct OidcVerifier {
+    audience: String,
+    service_account: String,
+    jwks_url: Option<String>,
+    keys: tokio::sync::RwLock<Option<(std::time::Instant, jsonwebtoken::jwk::JwkSet)>>,
+    http: reqwest::Client,
+}
+
+impl OidcVerifier {
+    /// Keys fetched from Google (cached for an hour; refetched when a `kid` is unknown).
+    pub fn google(audience: impl Into<String>, service_account: impl Into<String>) -> Self {
+        Self::new(
+            audience.into(),
+            service_account.into(),
+            Some(GOOGLE_JWKS_URL.to_owned()),
+            None,
+        )
+    }
+
+    /// Fixed keys (tests, or keys distributed another way).
+    pub fn with_keys(
+        audience: impl Into<String>,
+        service_account: impl Into<String>,
+        keys: jsonwebtoken::jwk::JwkSet,
+    ) -> Self {
+        Self::new(audience.into(), service_account.into(), None, Some(keys))
+    }
+
+    fn new(
+        audience: String,
+        service_account: String,
+        jwks_url: Option<String>,
+        keys: Option<jsonwebtoken::jwk::JwkSet>,
+    ) -> Self {
+        Self {
+            audience,
+            service_account,
+            jwks_url,
+            keys: tokio::sync::RwLock::new(keys.map(|k| (std::time::Instant::now(), k))),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    async fn key_for(&self, kid: &str) -> Result<jsonwebtoken::DecodingKey, OidcError> {
+        let fresh_enough = |at: &std::time::Instant| {
+            self.jwks_url.is_none() || at.elapsed() < Duration::from_secs(3600)
+        };
+        if let Some((at, set)) = self.keys.read().await.as_ref() {
+            if let Some(jwk) = set.find(kid) {
+                if fresh_enough(at) {
+                    return jsonwebtoken::DecodingKey::from_jwk(jwk)
+                        .map_err(|e| OidcError::Invalid(e.to_string()));
+                }
+            }
+        }
+        let Some(url) = &self.jwks_url else {
+            return Err(OidcError::Invalid("unknown key id".into()));
+        };
+        let set: jsonwebtoken::jwk::JwkSet = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| OidcError::Keys(e.to_string()))?
+            .json()
+            .await
+            .map_err(|e| OidcError::Keys(e.to_string()))?;
+        let key = set.find(kid).map(jsonwebtoken::DecodingKey::from_jwk);
+        *self.keys.write().await = Some((std::time::Instant::now(), set));
+        match key {
+            Some(Ok(k)) => Ok(k),
+            Some(Err(e)) => Err(OidcError::Invalid(e.to_string())),
+            None => Err(OidcError::Invalid("unknown key id".into())),
+        }
+    }
+
+    /// Checks an `Authorization` header value.
+    pub async fn verify(&self, authorization: Option<&str>) -> Result<(), OidcError> {
+        let token = authorization
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(OidcError::Missing)?
+            .trim();
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| OidcError::Invalid(e.to_string()))?;
+        if header.alg != jsonwebtoken::Algorithm::RS256 {
+            return Err(OidcError::Invalid("algorithm other than RS256".into()));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| OidcError::Invalid("no key id".into()))?;
+        let key = self.key_for(&kid).await?;
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.algorithms = vec![jsonwebtoken::Algorithm::RS256];
+        validation.set_audience(&[&self.audience]);
+        validation.set_issuer(&["https://accounts.google.com", "accounts.google.com"]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.leeway = 30;
+        let data = jsonwebtoken::decode::<GoogleClaims>(token, &key, &validation)
+            .map_err(|e| OidcError::Invalid(e.to_string()))?;
+        if data.claims.email.as_deref() != Some(self.service_account.as_str())
+            || data.claims.email_verified != Some(true)
+        {
+            return Err(OidcError::WrongAccount);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod oidc_tests {
+    use super::*;
+    use std::process::Command;
+
+    fn openssl(args: &[&str], input: &[u8]) -> Vec<u8> {
+        let mut child = Command::new("openssl")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl");
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), input).unwrap();
+        child.wait_with_output().unwrap().stdout
+    }
+
+    /// A throw-away RSA key made with the openssl CLI, as (private key PKCS#1 DER, JWK set).
+    fn keypair(kid: &str) -> (Vec<u8>, jsonwebtoken::jwk::JwkSet) {
+        let pem = Command::new("openssl")
+            .args(["genrsa", "2048"])
+            .output()
+            .expect("openssl")
+            .stdout;
+        let der = openssl(&["rsa", "-outform", "DER", "-traditional"], &pem);
+        let mut child = Command::new("openssl")
+            .args(["rsa", "-noout", "-modulus"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), &pem).unwrap();
+        let out = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+        let hex = out.trim().trim_start_matches("Modulus=");
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let set = serde_json::from_value(serde_json::json!({"keys": [{"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig", "n": n, "e": "AQAB"}]})).unwrap();
+        (der, set)
+    }
+
+    fn token(pem: &[u8], kid: &str, aud: &str, email: &str, exp_in: i64) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(kid.into());
+        let now = chrono::Utc::now().timestamp();
+        let claims = serde_json::json!({"iss": "https://accounts.google.com", "aud": aud, "email": email, "email_verified": true, "sub": "1", "iat": now, "exp": now + exp_in});
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_rsa_der(pem),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_a_google_signed_token_for_our_endpoint_and_account_passes() {
+        let (pem, set) = keypair("k1");
+        let (other_pem, _) = keypair("k1");
+        let aud = "https://sleep-analysis.example/pubsub/push";
+        let sa = "pubsub-push@dta-wide.iam.gserviceaccount.com";
+        let v = OidcVerifier::with_keys(aud, sa, set);
+        let ok = format!("Bearer {}", token(&pem, "k1", aud, sa, 300));
+        assert_eq!(v.verify(Some(&ok)).await, Ok(()));
+        assert_eq!(v.verify(None).await, Err(OidcError::Missing));
+        for bad in [
+            token(&pem, "k1", "https://other.example/push", sa, 300),
+            token(&pem, "k1", aud, sa, -120),
+            token(&other_pem, "k1", aud, sa, 300),
+            token(&pem, "k2", aud, sa, 300),
+        ] {
+            assert!(
+                matches!(
+                    v.verify(Some(&format!("Bearer {bad}"))).await,
+                    Err(OidcError::Invalid(_))
+                ),
+                "{bad}"
+            );
+        }
+        let other_account = format!(
+            "Bearer {}",
+            token(
+                &pem,
+                "k1",
+                aud,
+                "someone@example.iam.gserviceaccount.com",
+                300
+            )
+        );
+        assert_eq!(
+            v.verify(Some(&other_account)).await,
+            Err(OidcError::WrongAccount)
+        );
+        // HS256 signed with the public modulus as secret: refused by algorithm.
+        let hs = jsonwebtoken::encode(&jsonwebtoken::Header { kid: Some("k1".into()), ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256) },
+            &serde_json::json!({"iss": "https://accounts.google.com", "aud": aud, "email": sa, "email_verified": true, "exp": chrono::Utc::now().timestamp() + 300}),
+            &jsonwebtoken::EncodingKey::from_secret(b"AQAB")).unwrap();
+        assert!(matches!(
+            v.verify(Some(&format!("Bearer {hs}"))).await,
+            Err(OidcError::Invalid(_))
+        ));
+    }
+}

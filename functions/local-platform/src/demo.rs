@@ -81,26 +81,43 @@ pub async fn run(args: DemoArgs) -> DemoResult<()> {
         body["access_token"].as_str().unwrap_or_default()
     );
 
-    // Two diary nights across the 2025 DST changes (REFERENCE §2.5 N2, N3); fixed ids make reruns idempotent.
-    let diary = [
-        (
-            "00000000-0000-4000-8000-00000000d001",
-            "2025-03-29T23:00:00+01:00",
-            "2025-03-29T23:15:00+01:00",
-            "2025-03-30T06:30:00+02:00",
-            "2025-03-30T07:00:00+02:00",
-        ),
-        (
-            "00000000-0000-4000-8000-00000000d002",
-            "2025-10-25T23:00:00+02:00",
-            "2025-10-25T23:15:00+02:00",
-            "2025-10-26T06:30:00+01:00",
-            "2025-10-26T07:00:00+01:00",
-        ),
-    ];
+    // A baseline week of diary nights ending on the spring DST night (REFERENCE §2.5 N2) and the
+    // autumn DST night (N3); fixed ids make reruns idempotent.
+    let mut diary: Vec<(String, String, String, String, String, u32)> = (24..=29)
+        .map(|d| {
+            let (t1, t6) = (
+                format!("2025-03-{:02}T23:00:00+01:00", d - 1),
+                format!("2025-03-{d:02}T06:30:00+01:00"),
+            );
+            (
+                format!("00000000-0000-4000-8000-0000000d{d:04}"),
+                t1,
+                format!("2025-03-{:02}T23:15:00+01:00", d - 1),
+                t6,
+                format!("2025-03-{d:02}T07:00:00+01:00"),
+                if d % 2 == 0 { 40 } else { 20 },
+            )
+        })
+        .collect();
+    diary.push((
+        "00000000-0000-4000-8000-00000000d001".into(),
+        "2025-03-29T23:00:00+01:00".into(),
+        "2025-03-29T23:15:00+01:00".into(),
+        "2025-03-30T06:30:00+02:00".into(),
+        "2025-03-30T07:00:00+02:00".into(),
+        20,
+    ));
+    diary.push((
+        "00000000-0000-4000-8000-00000000d002".into(),
+        "2025-10-25T23:00:00+02:00".into(),
+        "2025-10-25T23:15:00+02:00".into(),
+        "2025-10-26T06:30:00+01:00".into(),
+        "2025-10-26T07:00:00+01:00".into(),
+        20,
+    ));
     let mut rows: Vec<[String; 6]> = Vec::new();
-    for (id, t1, t2, t6, t7) in diary {
-        let entry = json!({"id": id, "zone": args.zone, "into_bed": t1, "lights_out": t2, "sol_min": 20,
+    for (id, t1, t2, t6, t7, sol) in diary {
+        let entry = json!({"id": id, "zone": args.zone, "into_bed": t1, "lights_out": t2, "sol_min": sol,
             "awakenings": 1, "waso_min": 15, "final_awakening": t6, "out_of_bed": t7, "quality": 3});
         let (status, body) = send(
             http.post(format!("{base}/v1/sleep-logs"))

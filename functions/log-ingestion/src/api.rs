@@ -41,6 +41,14 @@ pub struct Config {
     pub jwt: JwtConfig,
     #[command(flatten)]
     pub pubsub: PubSubConfig,
+    #[command(flatten)]
+    pub jwt_files: common::auth::JwtKeyFiles,
+    #[command(flatten)]
+    pub redis: common::cache::RedisConfig,
+    #[command(flatten)]
+    pub sessions: common::cache::SessionConfig,
+    #[command(flatten)]
+    pub guard: common::guard::GuardConfig,
 }
 
 /// State built once.
@@ -102,14 +110,17 @@ impl IntoResponse for Error {
 
 /// Starts the service.
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let keys = Arc::new(JwtKeys::from_config(&config.jwt)?);
+    let keys = Arc::new(JwtKeys::load(&config.jwt, &config.jwt_files)?);
     let pool = common::db::connect(&config.db).await?;
-    let app = app(
+    let redis = common::cache::Redis::connect(&config.redis)?;
+    let guard = common::guard::Guard::new(keys.clone(), redis, config.sessions, &config.guard);
+    let app = guarded_app(
         AppState {
             pool: pool.clone(),
             keys,
         },
         Duration::from_secs(config.http.request_timeout_secs),
+        Some(guard),
     );
     let drainer = common::pubsub::Drainer::start(pool.clone(), &config.pubsub);
     common::http::serve(app, &config.http).await?;
@@ -127,13 +138,27 @@ pub fn routes() -> ApiRouter<AppState> {
         .get("/healthz", healthz)
 }
 
-/// The service with the platform layers and the 32 MiB body limit.
+/// The service with the platform layers and the 32 MiB body limit (tests; `run` serves
+/// [`guarded_app`]).
 pub fn app(state: AppState, request_timeout: Duration) -> Router {
+    guarded_app(state, request_timeout, None)
+}
+
+/// The service behind the guard (live session, per-user rate limit, minimum app version).
+pub fn guarded_app(
+    state: AppState,
+    request_timeout: Duration,
+    guard: Option<common::guard::Guard>,
+) -> Router {
+    let router = routes()
+        .into_router()
+        .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
+        .with_state(state);
     common::http::platform(
-        routes()
-            .into_router()
-            .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
-            .with_state(state),
+        match guard {
+            Some(guard) => guard.protect(router),
+            None => router,
+        },
         request_timeout,
     )
 }
@@ -427,7 +452,7 @@ async fn publish_nights(
         source: source.as_str().to_owned(),
         nights,
     });
-    common::pubsub::enqueue(tx, &event, Some(user.to_string())).await?;
+    common::pubsub::enqueue(tx, &event, None).await?;
     Ok(())
 }
 

@@ -21,7 +21,7 @@ use common::error::Problem;
 use common::events::{Event, NightSummary};
 use common::http::AuthUser;
 use common::openapi::{ApiRouter, BearerAuth};
-use common::pubsub::{PushError, parse_push};
+use common::pubsub::{OidcVerifier, PushError, parse_push};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Row};
 use utoipa::OpenApi;
@@ -55,6 +55,12 @@ pub struct Config {
     /// verifies the token's audience and service account.
     #[arg(long, env = "PUSH_AUTH_DISABLED", default_value_t = false)]
     pub push_auth_disabled: bool,
+    /// Expected `aud` of push tokens: the push endpoint URL of the subscription.
+    #[arg(long, env = "PUSH_AUDIENCE")]
+    pub push_audience: Option<String>,
+    /// Service account the push subscription signs its tokens as.
+    #[arg(long, env = "PUSH_SERVICE_ACCOUNT")]
+    pub push_service_account: Option<String>,
 }
 
 /// State built once.
@@ -64,6 +70,8 @@ pub struct AppState {
     pub keys: Arc<JwtKeys>,
     pub docs: Documents,
     pub params: Params,
+    /// Verifies the push subscription's OIDC token; `None` only for local runs.
+    pub push_auth: Option<Arc<OidcVerifier>>,
 }
 
 impl FromRef<AppState> for Arc<JwtKeys> {
@@ -110,10 +118,15 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
     let keys = Arc::new(JwtKeys::from_config(&config.jwt)?);
     let params =
         titration::profile(&config.titration_profile).ok_or("TITRATION_PROFILE must be S or A")?;
-    if !config.push_auth_disabled {
-        // OIDC verification of push tokens is not built yet; refuse to run unprotected.
-        return Err("push OIDC verification is not implemented; set PUSH_AUTH_DISABLED=true only for local runs".into());
-    }
+    let push_auth = if config.push_auth_disabled {
+        tracing::warn!("push OIDC verification is off (local run)");
+        None
+    } else {
+        let (Some(aud), Some(sa)) = (&config.push_audience, &config.push_service_account) else {
+            return Err("set PUSH_AUDIENCE and PUSH_SERVICE_ACCOUNT (or PUSH_AUTH_DISABLED=true for local runs)".into());
+        };
+        Some(Arc::new(OidcVerifier::google(aud.clone(), sa.clone())))
+    };
     let pool = common::db::connect(&config.db).await?;
     let docs = Documents::connect(&config.firestore_project).await?;
     let app = app(
@@ -122,6 +135,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
             keys,
             docs,
             params,
+            push_auth,
         },
         Duration::from_secs(config.http.request_timeout_secs),
     );
@@ -167,7 +181,21 @@ pub enum Outcome {
     responses((status = 204, description = "Acknowledged"), (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 503, body = Problem, content_type = "application/problem+json", description = "Transient failure; redeliver")))]
 async fn push(State(state): State<AppState>, req: Request) -> Result<StatusCode, Error> {
-    let _ = req.headers().get(header::AUTHORIZATION);
+    if let Some(verifier) = &state.push_auth {
+        let header = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if let Err(e) = verifier.verify(header).await {
+            tracing::warn!(reason = %e, "push refused");
+            return Err(if matches!(e, common::pubsub::OidcError::Keys(_)) {
+                Problem::unavailable()
+            } else {
+                Problem::unauthorized()
+            }
+            .into());
+        }
+    }
     let body = common::http::body_bytes(req, &()).await?;
     let msg = match parse_push(&body) {
         Ok(m) => m,

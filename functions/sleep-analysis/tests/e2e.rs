@@ -25,6 +25,7 @@ async fn a_diary_event_travels_through_the_pubsub_emulator_to_the_sleep_window(p
         keys: common::testkit::jwt_keys(),
         docs: docs.clone(),
         params: titration::PROFILE_S,
+        push_auth: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

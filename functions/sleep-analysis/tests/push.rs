@@ -30,6 +30,7 @@ async fn state(pool: PgPool) -> AppState {
         keys: testkit::jwt_keys(),
         docs,
         params: titration::PROFILE_S,
+        push_auth: None,
     }
 }
 
@@ -347,5 +348,32 @@ fn every_served_route_is_in_the_openapi_document() {
     assert!(
         missing.is_empty() && extra.is_empty(),
         "{missing:?} {extra:?}"
+    );
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn with_oidc_required_a_push_without_a_token_is_refused(pool: PgPool) {
+    let mut s = state(pool.clone()).await;
+    let keys: jsonwebtoken::jwk::JwkSet = serde_json::from_value(json!({"keys": []})).unwrap();
+    s.push_auth = Some(std::sync::Arc::new(
+        common::pubsub::OidcVerifier::with_keys(
+            "https://x/pubsub/push",
+            "sa@x.iam.gserviceaccount.com",
+            keys,
+        ),
+    ));
+    let body = envelope(
+        "o-1",
+        &bytes_of(&diary_event(
+            Uuid::new_v4(),
+            "2025-03-03".parse().unwrap(),
+            420,
+            340,
+        )),
+    );
+    assert_eq!(push(&s, body).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM processed_events").await,
+        0
     );
 }

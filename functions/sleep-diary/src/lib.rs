@@ -36,6 +36,14 @@ pub struct Config {
     pub jwt: JwtConfig,
     #[command(flatten)]
     pub pubsub: PubSubConfig,
+    #[command(flatten)]
+    pub jwt_files: common::auth::JwtKeyFiles,
+    #[command(flatten)]
+    pub redis: common::cache::RedisConfig,
+    #[command(flatten)]
+    pub sessions: common::cache::SessionConfig,
+    #[command(flatten)]
+    pub guard: common::guard::GuardConfig,
     /// Days after creation during which an entry may still be edited (limits retrospective
     /// changes; REFERENCE §2.3, MiNap default 7).
     #[arg(long, env = "DIARY_EDIT_WINDOW_DAYS", default_value_t = 7)]
@@ -101,15 +109,18 @@ impl IntoResponse for Error {
 
 /// Starts the service: connects, serves until SIGTERM/SIGINT, closes the pool.
 pub async fn run(config: Config) -> anyhow_like::Result<()> {
-    let keys = Arc::new(JwtKeys::from_config(&config.jwt)?);
+    let keys = Arc::new(JwtKeys::load(&config.jwt, &config.jwt_files)?);
     let pool = common::db::connect(&config.db).await?;
+    let redis = common::cache::Redis::connect(&config.redis)?;
+    let guard = common::guard::Guard::new(keys.clone(), redis, config.sessions, &config.guard);
     let state = AppState {
         pool: pool.clone(),
         keys,
         edit_window: chrono::Duration::days(i64::from(config.edit_window_days)),
     };
     let drainer = common::pubsub::Drainer::start(pool.clone(), &config.pubsub);
-    let app = app(state, Duration::from_secs(config.http.request_timeout_secs));
+    let timeout = Duration::from_secs(config.http.request_timeout_secs);
+    let app = guarded_app(state, timeout, Some(guard));
     common::http::serve(app, &config.http).await?;
     drainer.stop().await;
     pool.close().await;
@@ -135,9 +146,23 @@ pub fn routes() -> ApiRouter<AppState> {
         .get("/healthz", healthz)
 }
 
-/// The service with the platform layers.
+/// The service with the platform layers (tests; `run` serves [`guarded_app`]).
 pub fn app(state: AppState, request_timeout: Duration) -> Router {
-    common::http::platform(routes().into_router().with_state(state), request_timeout)
+    guarded_app(state, request_timeout, None)
+}
+
+/// The service behind the guard (live session, per-user rate limit, minimum app version).
+pub fn guarded_app(
+    state: AppState,
+    request_timeout: Duration,
+    guard: Option<common::guard::Guard>,
+) -> Router {
+    let router = routes().into_router().with_state(state);
+    let router = match guard {
+        Some(guard) => guard.protect(router),
+        None => router,
+    };
+    common::http::platform(router, request_timeout)
 }
 
 #[derive(OpenApi)]
@@ -313,8 +338,9 @@ async fn enqueue(
         summary,
         revision,
     });
-    // Events of one user stay in order.
-    common::pubsub::enqueue(tx, &event, Some(user.to_string())).await?;
+    // No ordering key: the consumer orders by `revision` and recomputes from all nights, and a
+    // failed publish on an ordering key would pause that key in the client.
+    common::pubsub::enqueue(tx, &event, None).await?;
     Ok(())
 }
 
