@@ -76,6 +76,23 @@ async fn sigterm_lets_the_slow_request_finish_and_exits_zero(pool: PgPool) {
     };
     let user = common::testkit::user(&pool).await;
     let keys = common::testkit::jwt_keys();
+    // The service checks the token's session in Redis (the guard): start one, as auth would.
+    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let redis_prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let redis = common::cache::Redis::connect(&common::cache::RedisConfig {
+        redis_url: redis_url.clone().into(),
+        redis_key_prefix: redis_prefix.clone(),
+        redis_timeout_ms: 500,
+    })
+    .unwrap();
+    let session_config = common::cache::SessionConfig {
+        session_idle_timeout_secs: 60,
+        session_absolute_timeout_secs: 120,
+    };
+    let session = common::cache::Sessions::new(redis, session_config)
+        .create(user)
+        .await
+        .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -88,6 +105,8 @@ async fn sigterm_lets_the_slow_request_finish_and_exits_zero(pool: PgPool) {
         .env("DATABASE_URL", &url)
         .env("JWT_SECRET", "test-only-key-0123456789abcdef0123456789")
         .env("JWT_KEY_ID", "test-1")
+        .env("REDIS_URL", &redis_url)
+        .env("REDIS_KEY_PREFIX", &redis_prefix)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -118,7 +137,10 @@ async fn sigterm_lets_the_slow_request_finish_and_exits_zero(pool: PgPool) {
     });
     let request = tokio::spawn({
         let client = client.clone();
-        let token = common::testkit::bearer(&keys, user);
+        let token = format!(
+            "Bearer {}",
+            keys.sign(user, Duration::from_secs(600), Some(session.id.clone()))
+        );
         let url = format!("{base}/v1/sleep-logs");
         async move {
             client
