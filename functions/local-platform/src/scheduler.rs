@@ -72,7 +72,9 @@ impl Retry {
     pub fn backoff(&self, n: u32) -> Duration {
         let n = n.max(1) - 1;
         let doubled = n.min(self.max_doublings);
-        let step = self.min_backoff_seconds.saturating_mul(1u64 << doubled.min(32));
+        let step = self
+            .min_backoff_seconds
+            .saturating_mul(1u64 << doubled.min(32));
         let linear = u64::from(n - doubled) * step;
         Duration::from_secs(step.saturating_add(linear).min(self.max_backoff_seconds))
     }
@@ -110,9 +112,10 @@ pub fn load(dir: &Path) -> Result<Vec<(Schedule, Cron)>, ScheduleError> {
         .iter()
         .map(|path| {
             let name = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|e| ScheduleError::Read(name.clone(), e))?;
-            let schedule: Schedule =
-                serde_norway::from_str(&text).map_err(|e| ScheduleError::Yaml(name.clone(), e.to_string()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| ScheduleError::Read(name.clone(), e))?;
+            let schedule: Schedule = serde_norway::from_str(&text)
+                .map_err(|e| ScheduleError::Yaml(name.clone(), e.to_string()))?;
             if !matches!(schedule.time_zone.as_str(), "Etc/UTC" | "UTC") {
                 return Err(ScheduleError::Zone(name, schedule.time_zone));
             }
@@ -139,7 +142,11 @@ fn field(text: &str, min: u32, max: u32) -> Result<(u64, bool), String> {
     let mut bits = 0u64;
     for part in text.split(',') {
         let (range, step) = match part.split_once('/') {
-            Some((r, s)) => (r, s.parse::<u32>().map_err(|_| format!("bad step in {part:?}"))?),
+            Some((r, s)) => (
+                r,
+                s.parse::<u32>()
+                    .map_err(|_| format!("bad step in {part:?}"))?,
+            ),
             None => (part, 1),
         };
         if step == 0 {
@@ -152,7 +159,9 @@ fn field(text: &str, min: u32, max: u32) -> Result<(u64, bool), String> {
             let b = b.parse().map_err(|_| format!("bad number in {part:?}"))?;
             (a, b)
         } else {
-            let a: u32 = range.parse().map_err(|_| format!("bad number in {part:?}"))?;
+            let a: u32 = range
+                .parse()
+                .map_err(|_| format!("bad number in {part:?}"))?;
             (a, if part.contains('/') { max } else { a })
         };
         if lo < min || hi > max || lo > hi {
@@ -180,7 +189,7 @@ impl Cron {
         let (months, _) = field(mon, 1, 12)?;
         let (mut weekdays, weekdays_restricted) = field(dow, 0, 7)?;
         if weekdays & (1 << 7) != 0 {
-            weekdays |= 1;
+            weekdays = (weekdays | 1) & !(1 << 7);
         }
         Ok(Self {
             minutes,
@@ -204,7 +213,10 @@ impl Cron {
         } else {
             dom && dow
         };
-        bit(self.minutes, t.minute()) && bit(self.hours, t.hour()) && bit(self.months, t.month()) && day
+        bit(self.minutes, t.minute())
+            && bit(self.hours, t.hour())
+            && bit(self.months, t.month())
+            && day
     }
 
     /// The first firing strictly after `t` (within five years).
@@ -267,7 +279,9 @@ impl Runner {
         loop {
             let ok = match &schedule.target {
                 Target::CloudRunJob { job } => self.run_job(job, &execution, attempt, at).await,
-                Target::Http { path, body, .. } => self.call(schedule, path, body.as_deref(), at).await,
+                Target::Http { path, body, .. } => {
+                    self.call(schedule, path, body.as_deref(), at).await
+                }
             };
             attempt += 1;
             if ok || attempt > schedule.retry.retry_count {
@@ -294,7 +308,10 @@ impl Runner {
             .env("CLOUD_RUN_TASK_INDEX", "0")
             .env("CLOUD_RUN_TASK_COUNT", "1")
             .env("CLOUD_RUN_TASK_ATTEMPT", attempt.to_string())
-            .env("JOB_SCHEDULE_TIME", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .env(
+                "JOB_SCHEDULE_TIME",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            )
             .kill_on_drop(true)
             .status()
             .await;
@@ -307,7 +324,13 @@ impl Runner {
         }
     }
 
-    async fn call(&self, schedule: &Schedule, path: &str, body: Option<&str>, at: DateTime<Utc>) -> bool {
+    async fn call(
+        &self,
+        schedule: &Schedule,
+        path: &str,
+        body: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> bool {
         let url = format!("{}{path}", self.gateway.trim_end_matches('/'));
         let response = reqwest::Client::new()
             .post(&url)
@@ -316,7 +339,10 @@ impl Runner {
             .header("X-CloudScheduler", "true")
             .header(
                 "X-CloudScheduler-JobName",
-                format!("projects/local/locations/europe-west3/jobs/{}", schedule.name),
+                format!(
+                    "projects/local/locations/europe-west3/jobs/{}",
+                    schedule.name
+                ),
             )
             .header(
                 "X-CloudScheduler-ScheduleTime",
@@ -331,7 +357,10 @@ impl Runner {
 }
 
 /// Finds a schedule by its name or its target job's name.
-pub fn find<'a>(schedules: &'a [(Schedule, Cron)], name: &str) -> Result<&'a Schedule, ScheduleError> {
+pub fn find<'a>(
+    schedules: &'a [(Schedule, Cron)],
+    name: &str,
+) -> Result<&'a Schedule, ScheduleError> {
     schedules
         .iter()
         .map(|(s, _)| s)
@@ -375,6 +404,90 @@ pub async fn serve(runner: Runner, schedules: Vec<(Schedule, Cron)>) {
     }
 }
 
+/// `scheduler`: fire every schedule on time.
+#[derive(Debug, clap::Args)]
+pub struct SchedulerArgs {
+    #[command(flatten)]
+    pub platform: common::config::PlatformConfig,
+    /// Directory of the schedule files.
+    #[arg(long, env = "SCHEDULER_DIR", default_value = "scheduler")]
+    pub dir: PathBuf,
+    /// Directory of the job binaries; defaults to this binary's own directory.
+    #[arg(long, env = "JOB_BIN_DIR")]
+    pub bin_dir: Option<PathBuf>,
+    /// Local entry point that `http` targets are called through.
+    #[arg(long, env = "GATEWAY_URL", default_value = "http://127.0.0.1:8080")]
+    pub gateway: String,
+}
+
+/// `run-job NAME`: fire one schedule now.
+#[derive(Debug, clap::Args)]
+pub struct RunJobArgs {
+    /// Schedule name (`backup-verification-nightly`) or job name (`backup-verification`).
+    pub name: String,
+    /// Schedule time to hand the job (RFC 3339); defaults to now.
+    #[arg(long)]
+    pub at: Option<DateTime<Utc>>,
+    /// Make one attempt only.
+    #[arg(long)]
+    pub no_retry: bool,
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn runner(args: &SchedulerArgs) -> Result<Runner, BoxError> {
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .map(Path::to_path_buf)
+            .ok_or("cannot tell this binary's directory")?,
+    };
+    Ok(Runner {
+        bin_dir,
+        gateway: args.gateway.clone(),
+        backoff: true,
+    })
+}
+
+/// Runs the `scheduler` subcommand.
+pub async fn run_scheduler(args: SchedulerArgs) -> Result<(), BoxError> {
+    let schedules = load(&args.dir)?;
+    serve(runner(&args)?, schedules).await;
+    Ok(())
+}
+
+/// Runs the `run-job` subcommand; fails when the job's last attempt failed.
+pub async fn run_job(args: RunJobArgs) -> Result<(), BoxError> {
+    let schedules = load(&args.scheduler.dir)?;
+    let mut schedule = find(&schedules, &args.name)?.clone();
+    if args.no_retry {
+        schedule.retry.retry_count = 0;
+    }
+    let at = args.at.unwrap_or_else(|| {
+        Utc::now()
+            .with_second(0)
+            .and_then(|t| t.with_nanosecond(0))
+            .unwrap_or_else(Utc::now)
+    });
+    let fired = runner(&args.scheduler)?.fire(&schedule, at).await;
+    if fired.succeeded {
+        println!(
+            "{}: {} succeeded after {} attempt(s)",
+            schedule.name, fired.execution, fired.attempts
+        );
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: {} failed after {} attempt(s)",
+            schedule.name, fired.execution, fired.attempts
+        )
+        .into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,7 +504,14 @@ mod tests {
     fn the_repository_schedules_load_with_their_targets_and_utc_zones() {
         let schedules = load(&scheduler_dir()).expect("scheduler/*.yaml");
         let names: Vec<&str> = schedules.iter().map(|(s, _)| s.name.as_str()).collect();
-        assert_eq!(names, ["backup-verification-nightly", "log-archiver-weekly", "retention-daily"]);
+        assert_eq!(
+            names,
+            [
+                "backup-verification-nightly",
+                "log-archiver-weekly",
+                "retention-daily"
+            ]
+        );
         let backup = find(&schedules, "backup-verification").expect("by job name");
         assert_eq!(
             backup.target,
@@ -407,28 +527,49 @@ mod tests {
     #[test]
     fn the_nightly_backup_check_fires_at_0330_utc_every_day() {
         let cron = Cron::parse("30 3 * * *").expect("cron");
-        assert_eq!(cron.next_after(t("2026-12-03T03:29:59Z")), Some(t("2026-12-03T03:30:00Z")));
-        assert_eq!(cron.next_after(t("2026-12-03T03:30:00Z")), Some(t("2026-12-04T03:30:00Z")));
+        assert_eq!(
+            cron.next_after(t("2026-12-03T03:29:59Z")),
+            Some(t("2026-12-03T03:30:00Z"))
+        );
+        assert_eq!(
+            cron.next_after(t("2026-12-03T03:30:00Z")),
+            Some(t("2026-12-04T03:30:00Z"))
+        );
         // The night Europe/Berlin leaves summer time is an ordinary UTC day.
-        assert_eq!(cron.next_after(t("2026-10-25T00:00:00Z")), Some(t("2026-10-25T03:30:00Z")));
+        assert_eq!(
+            cron.next_after(t("2026-10-25T00:00:00Z")),
+            Some(t("2026-10-25T03:30:00Z"))
+        );
     }
 
     #[test]
     fn the_weekly_archive_fires_on_sundays_at_0400_utc() {
         let cron = Cron::parse("0 4 * * 0").expect("cron");
         // 2026-12-03 is a Thursday.
-        assert_eq!(cron.next_after(t("2026-12-03T12:00:00Z")), Some(t("2026-12-06T04:00:00Z")));
+        assert_eq!(
+            cron.next_after(t("2026-12-03T12:00:00Z")),
+            Some(t("2026-12-06T04:00:00Z"))
+        );
         assert_eq!(Cron::parse("0 4 * * 7").expect("cron"), cron);
     }
 
     #[test]
     fn cron_lists_ranges_and_steps_follow_unix_cron() {
         let cron = Cron::parse("*/15 9-17 * * 1-5").expect("cron");
-        assert_eq!(cron.next_after(t("2026-12-04T17:50:00Z")), Some(t("2026-12-07T09:00:00Z")));
-        assert_eq!(cron.next_after(t("2026-12-07T09:00:00Z")), Some(t("2026-12-07T09:15:00Z")));
+        assert_eq!(
+            cron.next_after(t("2026-12-04T17:50:00Z")),
+            Some(t("2026-12-07T09:00:00Z"))
+        );
+        assert_eq!(
+            cron.next_after(t("2026-12-07T09:00:00Z")),
+            Some(t("2026-12-07T09:15:00Z"))
+        );
         // Both day fields restricted: either matches.
         let either = Cron::parse("0 0 1 * 1").expect("cron");
-        assert_eq!(either.next_after(t("2026-12-01T00:00:00Z")), Some(t("2026-12-07T00:00:00Z")));
+        assert_eq!(
+            either.next_after(t("2026-12-01T00:00:00Z")),
+            Some(t("2026-12-07T00:00:00Z"))
+        );
         assert!(Cron::parse("60 * * * *").is_err());
         assert!(Cron::parse("* * * *").is_err());
         assert!(Cron::parse("*/0 * * * *").is_err());
