@@ -397,7 +397,7 @@ impl Archiver {
             .select()
             .from(group)
             .all_descendants()
-            .filter(move |q| q.for_all([q.field("created_at").less_than(cutoff.clone())]))
+            .filter(move |q| q.for_all([q.field("created_at").less_than(cutoff)]))
             .order(|o| o.fields([o.field("created_at").asc()]))
             .limit(self.chunk_docs)
             .query()
