@@ -84,6 +84,42 @@ pub struct SleepLogIngested {
     pub nights: Vec<NightSummary>,
 }
 
+/// `questionnaire.scored` v1: a response was scored (ids, codes and numbers only; never answers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuestionnaireScored {
+    /// Pseudonymous user id.
+    pub user_id: Uuid,
+    /// Stored response.
+    pub response_id: Uuid,
+    /// Stored score.
+    pub score_id: Uuid,
+    /// Instrument, e.g. `isi`.
+    pub instrument: String,
+    /// Scoring algorithm and version, e.g. `isi@1.0.0`.
+    pub algorithm: String,
+    /// Total, if the rules give one.
+    pub total: Option<f64>,
+    /// Band code of the total.
+    pub band: Option<String>,
+}
+
+/// `safety.flagged` v1: a score needs clinician follow-up (PHQ-9 item 9 > 0).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafetyFlagged {
+    /// Pseudonymous user id.
+    pub user_id: Uuid,
+    /// Stored response.
+    pub response_id: Uuid,
+    /// Stored score.
+    pub score_id: Uuid,
+    /// Flag code, e.g. `phq9-item9-positive`.
+    pub flag: String,
+    /// The item, e.g. `phq9-9`.
+    pub item: Option<String>,
+}
+
 /// An event this code base knows.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -91,6 +127,10 @@ pub enum Event {
     SleepLogRecorded(SleepLogRecorded),
     /// `sleep-log.ingested` v1.
     SleepLogIngested(SleepLogIngested),
+    /// `questionnaire.scored` v1.
+    QuestionnaireScored(QuestionnaireScored),
+    /// `safety.flagged` v1.
+    SafetyFlagged(SafetyFlagged),
 }
 
 /// Why an event cannot be processed. None of these get better with a retry.
@@ -128,12 +168,18 @@ impl Event {
         match self {
             Event::SleepLogRecorded(_) => "sleep-log.recorded",
             Event::SleepLogIngested(_) => "sleep-log.ingested",
+            Event::QuestionnaireScored(_) => "questionnaire.scored",
+            Event::SafetyFlagged(_) => "safety.flagged",
         }
     }
 
     /// Topic the event is published on.
     pub fn topic(&self) -> &'static str {
-        TOPIC_SLEEP_LOG
+        match self {
+            Event::SleepLogRecorded(_) | Event::SleepLogIngested(_) => TOPIC_SLEEP_LOG,
+            Event::QuestionnaireScored(_) => TOPIC_QUESTIONNAIRE,
+            Event::SafetyFlagged(_) => TOPIC_SAFETY,
+        }
     }
 
     /// Wraps the event for publishing.
@@ -141,6 +187,8 @@ impl Event {
         let data = match self {
             Event::SleepLogRecorded(e) => serde_json::to_value(e),
             Event::SleepLogIngested(e) => serde_json::to_value(e),
+            Event::QuestionnaireScored(e) => serde_json::to_value(e),
+            Event::SafetyFlagged(e) => serde_json::to_value(e),
         }
         .unwrap_or_default();
         Envelope {
@@ -168,7 +216,19 @@ impl Event {
             ("sleep-log.ingested", 1) => {
                 Event::SleepLogIngested(serde_json::from_value(env.data.clone()).map_err(invalid)?)
             }
-            ("sleep-log.recorded" | "sleep-log.ingested", v) => {
+            ("questionnaire.scored", 1) => Event::QuestionnaireScored(
+                serde_json::from_value(env.data.clone()).map_err(invalid)?,
+            ),
+            ("safety.flagged", 1) => {
+                Event::SafetyFlagged(serde_json::from_value(env.data.clone()).map_err(invalid)?)
+            }
+            (
+                "sleep-log.recorded"
+                | "sleep-log.ingested"
+                | "questionnaire.scored"
+                | "safety.flagged",
+                v,
+            ) => {
                 return Err(EventError::UnknownVersion {
                     kind: env.kind.clone(),
                     version: v,
@@ -194,6 +254,8 @@ impl Event {
                     .collect();
                 format!("device:{}:{}:{}", e.user_id, e.source, nights.join(","))
             }
+            Event::QuestionnaireScored(e) => format!("score:{}", e.score_id),
+            Event::SafetyFlagged(e) => format!("safety:{}:{}", e.response_id, e.flag),
         }
     }
 }

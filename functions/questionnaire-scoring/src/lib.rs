@@ -13,8 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use common::auth::JwtKeys;
-use common::config::{DbConfig, HttpConfig, JwtConfig, PlatformConfig};
+use common::config::{DbConfig, HttpConfig, JwtConfig, PlatformConfig, PubSubConfig};
 use common::error::Problem;
+use common::events::{Event, QuestionnaireScored, SafetyFlagged};
 use common::http::{ApiJson, ApiQuery, AuthUser};
 use common::openapi::{ApiRouter, BearerAuth};
 use common::questionnaire::{
@@ -49,6 +50,8 @@ pub struct Config {
     pub db: DbConfig,
     #[command(flatten)]
     pub jwt: JwtConfig,
+    #[command(flatten)]
+    pub pubsub: PubSubConfig,
 }
 
 /// State built once in `run` and shared by every request.
@@ -112,7 +115,9 @@ pub async fn run(
         keys,
     };
     let app = app(state, Duration::from_secs(config.http.request_timeout_secs));
+    let drainer = common::pubsub::Drainer::start(pool.clone(), &config.pubsub);
     common::http::serve(app, &config.http).await?;
+    drainer.stop().await;
     pool.close().await;
     tracing::info!("stopped cleanly");
     Ok(())
@@ -423,6 +428,43 @@ fn json_of<T: Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
+/// The events a new score publishes through the outbox, as `[{id, topic, envelope}]` for the
+/// submit statement: `questionnaire.scored`, and `safety.flagged` per safety flag.
+fn events_of(user: Uuid, response_id: Uuid, score_id: Uuid, score: &Score) -> Value {
+    let mut events = vec![Event::QuestionnaireScored(QuestionnaireScored {
+        user_id: user,
+        response_id,
+        score_id,
+        instrument: score.instrument.as_str().to_owned(),
+        algorithm: score.algorithm.clone(),
+        total: score.total,
+        band: score.band.as_ref().map(|b| b.code.clone()),
+    })];
+    for f in score
+        .flags
+        .iter()
+        .filter(|f| f.kind == common::questionnaire::FlagKind::Safety)
+    {
+        events.push(Event::SafetyFlagged(SafetyFlagged {
+            user_id: user,
+            response_id,
+            score_id,
+            flag: f.code.clone(),
+            item: f.item.clone(),
+        }));
+    }
+    let now = Utc::now();
+    Value::Array(
+        events
+            .iter()
+            .map(|e| {
+                let id = Uuid::new_v4();
+                serde_json::json!({"id": id, "topic": e.topic(), "envelope": e.to_envelope(id, now)})
+            })
+            .collect(),
+    )
+}
+
 /// Inserts a score (and its safety events) for a stored response, in one statement.
 async fn insert_score<'e, E: sqlx::PgExecutor<'e>>(
     db: E,
@@ -487,7 +529,9 @@ async fn submit(
            SELECT $7, r.id, $2, $8, $9, $10, $11, $12, $13, $14 FROM r RETURNING id, scored_at), \
          e AS (INSERT INTO safety_events (user_id, response_id, score_id, flag, item, detail) \
            SELECT $2, $1, s.id, f->>'code', f->>'item', f->>'detail' FROM s, jsonb_array_elements($14) f \
-           WHERE f->>'kind' = 'safety') \
+           WHERE f->>'kind' = 'safety'), \
+         o AS (INSERT INTO outbox (event_id, topic, payload) \
+           SELECT (ev->>'id')::uuid, ev->>'topic', ev->'envelope' FROM s, jsonb_array_elements($15) ev) \
          SELECT scored_at FROM s",
     )
     .bind(parsed.id)
@@ -504,6 +548,7 @@ async fn submit(
     .bind(score.band.as_ref().map(|b| b.display.as_str()))
     .bind(json_of(&score.components))
     .bind(json_of(&score.flags))
+    .bind(events_of(user.user_id, parsed.id, score_id, &score))
     .fetch_optional(&state.pool)
     .await?;
     let Some(inserted) = inserted else {

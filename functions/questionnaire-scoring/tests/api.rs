@@ -192,17 +192,34 @@ async fn a_fhir_phq9_with_item_nine_records_a_safety_event(pool: PgPool) {
         .map(|f| f["code"].as_str().unwrap())
         .collect();
     assert!(flags.contains(&"phq9-item9-positive"), "{flags:?}");
-    let events: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT flag, item FROM safety_events WHERE user_id = $1 AND published_at IS NULL",
-    )
-    .bind(user)
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let events: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT flag, item FROM safety_events WHERE user_id = $1")
+            .bind(user)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert_eq!(
         events,
         [("phq9-item9-positive".to_owned(), Some("phq9-9".to_owned()))]
     );
+    // Both facts leave through the outbox with the score, ids and codes only.
+    let outbox: Vec<(String, Value)> =
+        sqlx::query_as("SELECT topic, payload FROM outbox ORDER BY payload->>'type'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(outbox.len(), 2);
+    assert_eq!(
+        (outbox[0].0.as_str(), outbox[0].1["type"].as_str()),
+        ("questionnaire", Some("questionnaire.scored"))
+    );
+    assert_eq!(outbox[0].1["data"]["total"], 10.0);
+    assert_eq!(
+        (outbox[1].0.as_str(), outbox[1].1["type"].as_str()),
+        ("safety", Some("safety.flagged"))
+    );
+    assert_eq!(outbox[1].1["data"]["item"], "phq9-9");
+    assert!(outbox[0].1["data"].get("answers").is_none());
 
     // The response and its Observation, as FHIR.
     let id = body["id"].as_str().unwrap();

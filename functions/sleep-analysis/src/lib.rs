@@ -284,6 +284,10 @@ pub async fn handle(state: &AppState, message_id: &str, event: &Event) -> Result
     let owner = match event {
         Event::SleepLogRecorded(e) => e.user_id,
         Event::SleepLogIngested(e) => e.user_id,
+        // Not for this subscriber; acknowledged without work.
+        Event::QuestionnaireScored(_) | Event::SafetyFlagged(_) => {
+            return Ok(Outcome::Undeliverable);
+        }
     };
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 11))")
         .bind(owner)
@@ -327,6 +331,7 @@ pub async fn handle(state: &AppState, message_id: &str, event: &Event) -> Result
             }
             e.user_id
         }
+        Event::QuestionnaireScored(_) | Event::SafetyFlagged(_) => owner,
     };
     let rows = load_nights(&mut tx, user).await?;
     let results = week::analyse(&rows, &state.params);
