@@ -98,6 +98,8 @@ if [ -x "$bin/questionnaire-scoring" ]; then
   start questionnaire-scoring 8084 "$bin/questionnaire-scoring"
   routes="$routes,/v1/questionnaires=http://127.0.0.1:8084,/v1/questionnaire-responses=http://127.0.0.1:8084"
 fi
+start privacy 8088 "$bin/privacy"
+routes="$routes,/v1/me=http://127.0.0.1:8088"
 PUSH_AUTH_DISABLED=true start sleep-analysis 8090 "$bin/sleep-analysis"
 routes="$routes,/v1/sleep-window=http://127.0.0.1:8090"
 ROUTES="$routes" start gateway 8080 "$bin/local-platform" gateway

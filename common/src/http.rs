@@ -229,15 +229,14 @@ pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes
 /// Strings with a NUL character are refused here: PostgreSQL cannot store them in `text` or
 /// `jsonb`, so letting one through would fail later as a server error.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
-    if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
-        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
-            if let Some(path) = nul_path(&value, String::new()) {
-                return Err(Problem::validation(
-                    path,
-                    "text must not contain NUL characters",
-                ));
-            }
-        }
+    if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000"))
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Some(path) = nul_path(&value, String::new())
+    {
+        return Err(Problem::validation(
+            path,
+            "text must not contain NUL characters",
+        ));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {

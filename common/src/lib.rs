@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod consent;
 pub mod diary;
 pub mod error;
 pub mod events;

@@ -514,13 +514,12 @@ impl OidcVerifier {
         let fresh_enough = |at: &std::time::Instant| {
             self.jwks_url.is_none() || at.elapsed() < Duration::from_secs(3600)
         };
-        if let Some((at, set)) = self.keys.read().await.as_ref() {
-            if let Some(jwk) = set.find(kid) {
-                if fresh_enough(at) {
-                    return jsonwebtoken::DecodingKey::from_jwk(jwk)
-                        .map_err(|e| OidcError::Invalid(e.to_string()));
-                }
-            }
+        if let Some((at, set)) = self.keys.read().await.as_ref()
+            && let Some(jwk) = set.find(kid)
+            && fresh_enough(at)
+        {
+            return jsonwebtoken::DecodingKey::from_jwk(jwk)
+                .map_err(|e| OidcError::Invalid(e.to_string()));
         }
         let Some(url) = &self.jwks_url else {
             return Err(OidcError::Invalid("unknown key id".into()));

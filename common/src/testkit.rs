@@ -26,8 +26,18 @@ pub fn bearer(keys: &JwtKeys, user: Uuid) -> String {
     format!("Bearer {}", keys.sign(user, Duration::from_secs(600), None))
 }
 
-/// Inserts a user row so foreign keys hold; returns its id.
+/// Inserts a user row so foreign keys hold, with the consent to the intended use (DiGAV §4(2)
+/// Nr. 1) that every health-data write needs; returns its id.
 pub async fn user(pool: &sqlx::PgPool) -> Uuid {
+    let id = user_without_consent(pool).await;
+    crate::consent::grant_current(pool, id, crate::consent::Purpose::IntendedUse)
+        .await
+        .expect("grant test consent");
+    id
+}
+
+/// Inserts a user row without any consent; returns its id.
+pub async fn user_without_consent(pool: &sqlx::PgPool) -> Uuid {
     let id = Uuid::new_v4();
     sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, 'x')")
         .bind(id)

@@ -80,6 +80,17 @@ pub async fn run(args: DemoArgs) -> DemoResult<()> {
         "Bearer {}",
         body["access_token"].as_str().unwrap_or_default()
     );
+    // Health data are stored only with the consent to the intended use (DiGAV §4(2) Nr. 1).
+    let consent = json!({"purpose": "intended_use", "version": 1});
+    let (status, body) = send(
+        http.post(format!("{base}/v1/me/consents"))
+            .header("authorization", &token)
+            .json(&consent),
+    )
+    .await?;
+    if status != 201 && status != 200 {
+        return Err(format!("consent answered {status}: {body}").into());
+    }
 
     // A baseline week of diary nights ending on the spring DST night (REFERENCE §2.5 N2) and the
     // autumn DST night (N3); fixed ids make reruns idempotent.

@@ -243,6 +243,7 @@ fn kind_str(kind: SessionKind) -> &'static str {
     responses(
         (status = 201, body = ImportResult, description = "Imported"),
         (status = 200, body = ImportResult, description = "This file was imported before; nothing changed"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "No consent to the intended use (`field` names the purpose)"),
         (status = 413, body = Problem, content_type = "application/problem+json", description = "Larger than 32 MiB"),
         (status = 422, body = Problem, content_type = "application/problem+json", description = "Unreadable file; nothing stored"),
     ),
@@ -279,6 +280,12 @@ async fn import(
         .await
         .map_err(|_| Problem::internal())??;
     check_plausible(&sessions)?;
+    common::consent::require(
+        &state.pool,
+        user.user_id,
+        common::consent::Purpose::IntendedUse,
+    )
+    .await??;
 
     let mut tx = state.pool.begin().await?;
     // Serialise imports of one user so that the duplicate check and the inserts agree.

@@ -505,6 +505,7 @@ async fn insert_score<'e, E: sqlx::PgExecutor<'e>>(
     responses(
         (status = 201, description = "Stored and scored", body = ResponseView),
         (status = 200, description = "Same response sent again; nothing changed", body = ResponseView),
+        (status = 403, description = "No consent to the intended use (`field` names the purpose)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The id is already used for other answers", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid answers; `field` names the item", body = Problem, content_type = "application/problem+json"),
     ),
@@ -518,6 +519,12 @@ async fn submit(
     let definition = parsed.answers.definition();
     let score = definition.score(&parsed.answers)?;
     let answers = parsed.answers.to_json();
+    common::consent::require(
+        &state.pool,
+        user.user_id,
+        common::consent::Purpose::IntendedUse,
+    )
+    .await??;
     // One statement, so response, score and safety events commit together in one round trip;
     // no row back means the id exists already.
     let score_id = Uuid::new_v4();

@@ -116,11 +116,10 @@ pub fn analyse(rows: &[NightRow], p: &Params) -> Vec<WeekResult> {
         let tst_mean = (tst as f64 / n as f64).round() as i64;
         let previous = window;
         let decision = match window {
-            None => titration::initial(tst_mean, n, p).map(|d| {
+            None => titration::initial(tst_mean, n, p).inspect(|_| {
                 let mut times: Vec<NaiveTime> = nights.iter().map(|r| r.final_local).collect();
                 times.sort();
                 wake = Some(round_to_quarter(times[times.len() / 2]));
-                d
             }),
             Some(w) => Some(titration::titrate(w, se, n, p)),
         };

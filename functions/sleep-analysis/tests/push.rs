@@ -213,13 +213,8 @@ async fn a_repeated_push_and_a_republished_import_store_one_result(pool: PgPool)
 async fn a_week_of_diary_nights_prescribes_a_window_served_to_its_user_only(pool: PgPool) {
     let s = state(pool.clone()).await;
     let user = testkit::user(&pool).await;
-    for (i, d) in (3..=9).enumerate() {
-        let e = diary_event(
-            user,
-            format!("2025-03-{d:02}").parse().unwrap(),
-            420,
-            if i == 0 { 278 } else { 278 },
-        );
+    for d in 3..=9 {
+        let e = diary_event(user, format!("2025-03-{d:02}").parse().unwrap(), 420, 278);
         assert_eq!(
             push(&s, envelope(&format!("w-{d}"), &bytes_of(&e))).await,
             StatusCode::NO_CONTENT

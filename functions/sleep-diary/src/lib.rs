@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use common::auth::JwtKeys;
 use common::config::{DbConfig, HttpConfig, JwtConfig, PlatformConfig, PubSubConfig};
+use common::consent::Purpose;
 use common::diary::{DiaryEntry, DiaryInput, LocalInstant, NightMetrics};
 use common::error::Problem;
 use common::events::{Event, NightSummary, SleepLogRecorded};
@@ -367,6 +368,7 @@ fn to_i32(v: i64) -> i32 {
     responses(
         (status = 201, description = "Created", body = EntryView),
         (status = 200, description = "Same entry sent again; nothing changed", body = EntryView),
+        (status = 403, description = "No consent to the intended use (`field` names the purpose)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The id is already used for other content", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid entry; `field` names the item", body = Problem, content_type = "application/problem+json"),
     ),
@@ -382,6 +384,7 @@ async fn create(
     let entry = parse_entry(&input)?;
     let m = entry.metrics();
     let stored = stored_input(&input);
+    common::consent::require(&state.pool, user.user_id, Purpose::IntendedUse).await??;
     let mut tx = state.pool.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO diary_entries (id, user_id, night, zone, into_bed, into_bed_offset, lights_out, lights_out_offset, \
@@ -513,6 +516,7 @@ fn parse_id(id: &str) -> Result<Uuid> {
 #[utoipa::path(put, path = "/v1/sleep-logs/{id}", params(("id" = Uuid, Path, description = "Entry id")), request_body = DiaryInput,
     responses(
         (status = 200, description = "Updated", body = EntryView),
+        (status = 403, description = "No consent to the intended use (`field` names the purpose)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such entry for this user", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Edit window closed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid entry", body = Problem, content_type = "application/problem+json"),
@@ -530,6 +534,7 @@ async fn update(
     }
     let entry = parse_entry(&input)?;
     let m = entry.metrics();
+    common::consent::require(&state.pool, user.user_id, Purpose::IntendedUse).await??;
     let mut tx = state.pool.begin().await?;
     let created: Option<DateTime<Utc>> = sqlx::query_scalar(
         "SELECT created_at FROM diary_entries WHERE id = $1 AND user_id = $2 FOR UPDATE",

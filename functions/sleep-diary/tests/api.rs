@@ -477,3 +477,63 @@ async fn implausible_entries_are_refused_without_a_server_error(pool: PgPool) {
         .unwrap();
     assert_eq!(count, 1);
 }
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn storing_a_diary_entry_without_consent_is_forbidden_and_allowed_after_granting(
+    pool: PgPool,
+) {
+    use common::consent::Purpose;
+    let s = state(pool.clone());
+    let user = testkit::user_without_consent(&pool).await;
+    let id = Uuid::new_v4();
+    let (status, ctype, p) = call(
+        &s,
+        "POST",
+        "/v1/sleep-logs",
+        Some(user),
+        Some(spring_night(id)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(ctype, "application/problem+json");
+    assert_eq!(p["code"], "consent_required");
+    assert_eq!(p["field"], "intended_use");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM diary_entries WHERE user_id = $1")
+        .bind(user)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+
+    common::consent::grant_current(&pool, user, Purpose::IntendedUse)
+        .await
+        .unwrap();
+    let (status, _, body) = call(
+        &s,
+        "POST",
+        "/v1/sleep-logs",
+        Some(user),
+        Some(spring_night(id)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // A withdrawal stops further writes at once.
+    sqlx::query(
+        "INSERT INTO consent_events (user_id, purpose, version, action) VALUES ($1, 'intended_use', 1, 'withdrawn')",
+    )
+    .bind(user)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (status, _, p) = call(
+        &s,
+        "PUT",
+        &format!("/v1/sleep-logs/{id}"),
+        Some(user),
+        Some(spring_night(id)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(p["field"], "intended_use");
+}
