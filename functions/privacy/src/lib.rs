@@ -3,6 +3,7 @@
 //! app through the load balancer at `/v1/me`.
 
 pub mod consents;
+pub mod erasure;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,15 @@ pub struct Config {
     pub sessions: common::cache::SessionConfig,
     #[command(flatten)]
     pub guard: common::guard::GuardConfig,
+    #[command(flatten)]
+    pub storage: common::storage::StorageConfig,
+    /// Firestore project (the emulator is used when FIRESTORE_EMULATOR_HOST is set).
+    #[arg(long, env = "FIRESTORE_PROJECT", default_value = "dta-wide-local")]
+    pub firestore_project: String,
+    /// Cloud Storage buckets holding per-user objects under `users/{id}/`, comma-separated;
+    /// erasure empties that prefix in each.
+    #[arg(long, env = "ERASURE_BUCKETS", value_delimiter = ',')]
+    pub erasure_buckets: Vec<String>,
 }
 
 /// State built once in `run` and shared by every request.
@@ -44,6 +54,8 @@ pub struct Config {
 pub struct AppState {
     pub pool: PgPool,
     pub keys: Arc<JwtKeys>,
+    /// Every store erasure reaches.
+    pub stores: erasure::Stores,
 }
 
 impl FromRef<AppState> for Arc<JwtKeys> {
@@ -94,10 +106,22 @@ pub async fn run(config: Config) -> std::result::Result<(), StartError> {
     let keys = Arc::new(JwtKeys::load(&config.jwt, &config.jwt_files)?);
     let pool = common::db::connect(&config.db).await?;
     let redis = common::cache::Redis::connect(&config.redis)?;
-    let guard = common::guard::Guard::new(keys.clone(), redis, config.sessions, &config.guard);
+    let guard =
+        common::guard::Guard::new(keys.clone(), redis.clone(), config.sessions, &config.guard);
+    let firestore = firestore::FirestoreDb::new(&config.firestore_project).await?;
+    let mut buckets = Vec::new();
+    for bucket in config.erasure_buckets.iter().filter(|b| !b.is_empty()) {
+        buckets.push(common::storage::Storage::connect(&config.storage, bucket).await?);
+    }
     let state = AppState {
         pool: pool.clone(),
         keys,
+        stores: erasure::Stores {
+            pool: pool.clone(),
+            redis,
+            firestore,
+            buckets,
+        },
     };
     let timeout = Duration::from_secs(config.http.request_timeout_secs);
     common::http::serve(guarded_app(state, timeout, Some(guard)), &config.http).await?;
@@ -113,6 +137,7 @@ pub fn routes() -> ApiRouter<AppState> {
         .post("/v1/me/consents", consents::grant)
         .get("/v1/me/consents/history", consents::history)
         .delete("/v1/me/consents/{purpose}", consents::withdraw)
+        .delete("/v1/me", erase_me)
         .get("/openapi.json", openapi)
         .get("/healthz", healthz)
 }
@@ -139,11 +164,33 @@ pub fn guarded_app(
 #[derive(OpenApi)]
 #[openapi(
     info(title = "dta-wide privacy", version = "1"),
-    paths(consents::current, consents::grant, consents::history, consents::withdraw, openapi, healthz),
-    components(schemas(consents::ConsentState, consents::ConsentEvent, consents::Grant, common::consent::Purpose, Problem)),
+    paths(consents::current, consents::grant, consents::history, consents::withdraw, erase_me, openapi, healthz),
+    components(schemas(consents::ConsentState, consents::ConsentEvent, consents::Grant, common::consent::Purpose, erasure::Erasure, erasure::StoreOutcome, Problem)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
+
+/// Erase the caller's account and every piece of data about them in every store, then verify.
+/// 200 when every store was erased and found empty; 202 naming the stores still pending (they
+/// are retried by the retention job and the caller may call again while the session lives).
+#[utoipa::path(delete, path = "/v1/me",
+    responses(
+        (status = 200, description = "Erased and verified in every store", body = erasure::Erasure),
+        (status = 202, description = "Some stores are pending; they are retried", body = erasure::Erasure),
+    ),
+    security(("bearer" = [])))]
+async fn erase_me(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    user: common::http::AuthUser,
+) -> Result<(axum::http::StatusCode, Json<erasure::Erasure>)> {
+    let outcome = erasure::erase(&state.stores, user.user_id).await?;
+    let status = if outcome.done() {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::ACCEPTED
+    };
+    Ok((status, Json(outcome)))
+}
 
 /// This service's OpenAPI 3.1 document.
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI document")))]

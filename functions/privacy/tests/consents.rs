@@ -1,50 +1,14 @@
 //! The consent register against a real PostgreSQL (one fresh database per test).
 
-use std::time::Duration;
+mod support;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::StatusCode;
 use common::consent::Purpose;
 use common::testkit;
-use privacy::{ApiDoc, AppState, app, routes};
-use serde_json::{Value, json};
+use privacy::{ApiDoc, routes};
+use serde_json::json;
 use sqlx::PgPool;
-use tower::ServiceExt;
 use utoipa::OpenApi;
-use uuid::Uuid;
-
-fn state(pool: PgPool) -> AppState {
-    AppState {
-        pool,
-        keys: testkit::jwt_keys(),
-    }
-}
-
-async fn call(
-    state: &AppState,
-    method: &str,
-    uri: &str,
-    user: Uuid,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::AUTHORIZATION, testkit::bearer(&state.keys, user));
-    let body = match body {
-        Some(b) => {
-            req = req.header(header::CONTENT_TYPE, "application/json");
-            Body::from(b.to_string())
-        }
-        None => Body::empty(),
-    };
-    let res = app(state.clone(), Duration::from_secs(10))
-        .oneshot(req.body(body).unwrap())
-        .await
-        .unwrap();
-    let status = res.status();
-    (status, testkit::json_body(res).await)
-}
 
 #[test]
 fn every_served_route_is_in_the_openapi_document() {
@@ -57,9 +21,9 @@ fn every_served_route_is_in_the_openapi_document() {
 
 #[sqlx::test(migrator = "common::db::MIGRATOR")]
 async fn a_new_user_sees_every_purpose_ungranted_with_its_text(pool: PgPool) {
-    let s = state(pool.clone());
+    let s = support::state(pool.clone()).await;
     let user = testkit::user_without_consent(&pool).await;
-    let (status, body) = call(&s, "GET", "/v1/me/consents", user, None).await;
+    let (status, body) = support::call(&s, "GET", "/v1/me/consents", user, None).await;
     assert_eq!(status, StatusCode::OK);
     let purposes: Vec<&str> = body
         .as_array()
@@ -86,11 +50,11 @@ async fn a_new_user_sees_every_purpose_ungranted_with_its_text(pool: PgPool) {
 
 #[sqlx::test(migrator = "common::db::MIGRATOR")]
 async fn grants_and_withdrawals_are_kept_as_a_history_per_purpose(pool: PgPool) {
-    let s = state(pool.clone());
+    let s = support::state(pool.clone()).await;
     let user = testkit::user_without_consent(&pool).await;
     let grant = |purpose: &str| json!({"purpose": purpose, "version": 1});
 
-    let (status, e) = call(
+    let (status, e) = support::call(
         &s,
         "POST",
         "/v1/me/consents",
@@ -100,7 +64,7 @@ async fn grants_and_withdrawals_are_kept_as_a_history_per_purpose(pool: PgPool) 
     .await;
     assert_eq!(status, StatusCode::CREATED, "{e}");
     assert_eq!(e["action"], "granted");
-    let (status, _) = call(
+    let (status, _) = support::call(
         &s,
         "POST",
         "/v1/me/consents",
@@ -120,7 +84,7 @@ async fn grants_and_withdrawals_are_kept_as_a_history_per_purpose(pool: PgPool) 
             .await
             .unwrap()
     );
-    let (status, _) = call(
+    let (status, _) = support::call(
         &s,
         "POST",
         "/v1/me/consents",
@@ -130,7 +94,7 @@ async fn grants_and_withdrawals_are_kept_as_a_history_per_purpose(pool: PgPool) 
     .await;
     assert_eq!(status, StatusCode::CREATED);
 
-    let (status, e) = call(
+    let (status, e) = support::call(
         &s,
         "DELETE",
         "/v1/me/consents/product_improvement",
@@ -140,7 +104,7 @@ async fn grants_and_withdrawals_are_kept_as_a_history_per_purpose(pool: PgPool) 
     .await;
     assert_eq!(status, StatusCode::OK, "{e}");
     assert_eq!(e["action"], "withdrawn");
-    let (status, _) = call(
+    let (status, _) = support::call(
         &s,
         "DELETE",
         "/v1/me/consents/product_improvement",
@@ -150,7 +114,7 @@ async fn grants_and_withdrawals_are_kept_as_a_history_per_purpose(pool: PgPool) 
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "nothing left to withdraw");
 
-    let (_, now) = call(&s, "GET", "/v1/me/consents", user, None).await;
+    let (_, now) = support::call(&s, "GET", "/v1/me/consents", user, None).await;
     let state_of = |p: &str| {
         now.as_array()
             .unwrap()
@@ -163,7 +127,7 @@ async fn grants_and_withdrawals_are_kept_as_a_history_per_purpose(pool: PgPool) 
     assert_eq!(state_of("intended_use")["decided_version"], 1);
     assert_eq!(state_of("product_improvement")["granted"], false);
 
-    let (status, history) = call(&s, "GET", "/v1/me/consents/history", user, None).await;
+    let (status, history) = support::call(&s, "GET", "/v1/me/consents/history", user, None).await;
     assert_eq!(status, StatusCode::OK);
     let seen: Vec<(String, String)> = history
         .as_array()
@@ -188,9 +152,9 @@ async fn grants_and_withdrawals_are_kept_as_a_history_per_purpose(pool: PgPool) 
 
 #[sqlx::test(migrator = "common::db::MIGRATOR")]
 async fn a_grant_must_name_the_text_in_force(pool: PgPool) {
-    let s = state(pool.clone());
+    let s = support::state(pool.clone()).await;
     let user = testkit::user_without_consent(&pool).await;
-    let (status, p) = call(
+    let (status, p) = support::call(
         &s,
         "POST",
         "/v1/me/consents",
@@ -200,7 +164,7 @@ async fn a_grant_must_name_the_text_in_force(pool: PgPool) {
     .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(p["code"], "consent_text_outdated");
-    let (status, _) = call(
+    let (status, _) = support::call(
         &s,
         "POST",
         "/v1/me/consents",
