@@ -40,6 +40,11 @@ fi
 export JWT_SECRET
 JWT_SECRET=$(cat "$run_dir/jwt_secret")
 export JWT_KEY_ID=local-1
+# The development-only wrapping key of the users' data keys (production: Cloud KMS).
+if [ ! -s "$run_dir/data_key" ]; then
+  (umask 077 && echo "1=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$run_dir/data_key")
+fi
+export DATA_KEY_FILE="$run_dir/data_key"
 export DATABASE_URL="$PG_URL_BASE/dta_wide"
 export REDIS_URL="redis://127.0.0.1:6379"
 export BIND_ADDRESS=127.0.0.1

@@ -13,6 +13,8 @@ pub mod telemetry;
 
 #[cfg(feature = "redis")]
 pub mod cache;
+#[cfg(feature = "crypto")]
+pub mod crypto;
 #[cfg(feature = "db")]
 pub mod db;
 #[cfg(feature = "firestore")]

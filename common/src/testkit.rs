@@ -55,3 +55,10 @@ pub async fn json_body(res: axum::response::Response) -> serde_json::Value {
     serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()))
 }
+
+/// A keyring on a fresh in-memory wrapping key (tests only).
+pub fn keyring(pool: &sqlx::PgPool) -> crate::crypto::Keyring {
+    let line = crate::crypto::LocalKeyFile::generate_line(1).expect("random key");
+    let provider = crate::crypto::LocalKeyFile::parse("test", &line).expect("test key file");
+    crate::crypto::Keyring::new(pool.clone(), Arc::new(provider))
+}

@@ -36,13 +36,21 @@ pub const POSTGRES: &[(&str, Rule)] = &[
     ("auth_recovery_codes", Rule::Delete),
     ("auth_tokens", Rule::Delete),
     ("consent_events", Rule::Delete),
+    // The wrapped data key; the data_key store destroys it first (crypto-shredding).
+    ("user_keys", Rule::Delete),
     // The queue of unfinished erasures: its row goes when the erasure completes.
     ("erasure_pending", Rule::Delete),
 ];
 
 /// The stores of the map, in the order they are cleaned. The account row goes last so that an
 /// interrupted erasure can still be finished from `erasure_pending`.
-pub const STORES: &[&str] = &["firestore", "cloud_storage", "redis", "postgres"];
+pub const STORES: &[&str] = &[
+    "data_key",
+    "firestore",
+    "cloud_storage",
+    "redis",
+    "postgres",
+];
 
 /// The stores erasure reaches.
 #[derive(Clone)]
@@ -52,6 +60,8 @@ pub struct Stores {
     pub firestore: FirestoreDb,
     /// Buckets holding objects under `users/{id}/` (exports); none locally unless configured.
     pub buckets: Vec<common::storage::Storage>,
+    /// The users' data keys.
+    pub keyring: common::crypto::Keyring,
 }
 
 /// The outcome of one store.
@@ -121,6 +131,12 @@ pub async fn erase(stores: &Stores, user: Uuid) -> Result<Erasure, sqlx::Error> 
     let mut outcomes = Vec::new();
     for store in STORES {
         let pass = match *store {
+            "data_key" => stores
+                .keyring
+                .destroy(&stores.pool, user)
+                .await
+                .map(u64::from)
+                .map_err(|e| format!("data key: {e}")),
             "firestore" => erase_firestore(&stores.firestore, user).await,
             "cloud_storage" => erase_storage(&stores.buckets, user).await,
             "redis" => erase_redis(&stores.redis, user, email.as_deref()).await,
@@ -128,6 +144,11 @@ pub async fn erase(stores: &Stores, user: Uuid) -> Result<Erasure, sqlx::Error> 
         };
         let verified = match &pass {
             Ok(_) => match *store {
+                "data_key" => match stores.keyring.existing(user).await {
+                    Ok(None) => Ok(()),
+                    Ok(Some(_)) => Err("the data key still exists".to_owned()),
+                    Err(e) => Err(format!("data key: {e}")),
+                },
                 "firestore" => verify_firestore(&stores.firestore, user).await,
                 "cloud_storage" => verify_storage(&stores.buckets, user).await,
                 "redis" => verify_redis(&stores.redis, user, email.as_deref()).await,

@@ -47,6 +47,8 @@ pub struct Config {
     /// erasure empties that prefix in each.
     #[arg(long, env = "ERASURE_BUCKETS", value_delimiter = ',')]
     pub erasure_buckets: Vec<String>,
+    #[command(flatten)]
+    pub data_keys: common::crypto::KeyConfig,
 }
 
 /// State built once in `run` and shared by every request.
@@ -121,6 +123,7 @@ pub async fn run(config: Config) -> std::result::Result<(), StartError> {
             redis,
             firestore,
             buckets,
+            keyring: common::crypto::Keyring::new(pool.clone(), config.data_keys.provider()?),
         },
     };
     let timeout = Duration::from_secs(config.http.request_timeout_secs);

@@ -231,6 +231,27 @@ async fn an_erased_user_leaves_nothing_in_any_store_and_others_keep_theirs(pool:
             .unwrap();
     }
 
+    // The diary comment as sleep-diary stores it: encrypted with the user's data key.
+    let key = s.stores.keyring.data_key(user).await.unwrap();
+    let comment = key
+        .encrypt_str("diary_entries.comment:1", "Grübeln über die Arbeit")
+        .unwrap();
+    assert_eq!(
+        s.stores
+            .keyring
+            .decrypt_str(user, "diary_entries.comment:1", &comment)
+            .await
+            .unwrap(),
+        "Grübeln über die Arbeit"
+    );
+    let wrapped_backup: Vec<u8> =
+        sqlx::query_scalar("SELECT wrapped FROM user_keys WHERE user_id = $1")
+            .bind(user)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    s.stores.keyring.data_key(other).await.unwrap();
+
     let (status, body) = support::call(&s, "DELETE", "/v1/me", user, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "done");
@@ -285,6 +306,18 @@ async fn an_erased_user_leaves_nothing_in_any_store_and_others_keep_theirs(pool:
     // Redis: no key of the user; the other user's keys stay.
     assert_eq!(keys_of(user).await, Vec::<String>::new());
     assert!(keys_of(other).await.len() >= 3);
+
+    // Crypto-shredding: the old ciphertext no longer decrypts, whatever copy of it survives.
+    assert!(matches!(
+        s.stores
+            .keyring
+            .decrypt_str(user, "diary_entries.comment:1", &comment)
+            .await,
+        Err(common::crypto::CryptoError::Shredded)
+    ));
+    assert!(!wrapped_backup.is_empty());
+    assert!(s.stores.keyring.existing(other).await.unwrap().is_some());
+    assert_eq!(removed("data_key"), 1);
 
     // Cloud Storage.
     assert!(

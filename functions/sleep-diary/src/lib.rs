@@ -13,6 +13,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use common::auth::JwtKeys;
 use common::config::{DbConfig, HttpConfig, JwtConfig, PlatformConfig, PubSubConfig};
 use common::consent::Purpose;
+use common::crypto::DataKey;
 use common::diary::{DiaryEntry, DiaryInput, LocalInstant, NightMetrics};
 use common::error::Problem;
 use common::events::{Event, NightSummary, SleepLogRecorded};
@@ -45,6 +46,8 @@ pub struct Config {
     pub sessions: common::cache::SessionConfig,
     #[command(flatten)]
     pub guard: common::guard::GuardConfig,
+    #[command(flatten)]
+    pub data_keys: common::crypto::KeyConfig,
     /// Days after creation during which an entry may still be edited (limits retrospective
     /// changes; REFERENCE §2.3, MiNap default 7).
     #[arg(long, env = "DIARY_EDIT_WINDOW_DAYS", default_value_t = 7)]
@@ -57,6 +60,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub keys: Arc<JwtKeys>,
     pub edit_window: chrono::Duration,
+    /// The users' data keys; the free-text comment is stored encrypted.
+    pub crypto: common::crypto::Keyring,
 }
 
 impl FromRef<AppState> for Arc<JwtKeys> {
@@ -74,6 +79,9 @@ pub enum Error {
     /// 503 when the database is unreachable, else 500; the cause is logged, not returned.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    /// 500: a field could not be encrypted or decrypted; the cause is logged, not returned.
+    #[error("crypto: {0}")]
+    Crypto(#[from] common::crypto::CryptoError),
 }
 
 /// Result of a handler.
@@ -83,6 +91,10 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         match self {
             Error::Client(p) => p.into_response(),
+            Error::Crypto(e) => {
+                tracing::error!(error = %e, "field encryption error");
+                Problem::internal().into_response()
+            }
             Error::Db(e) if common::db::constraint(&e) == Some("diary_entries_user_night_key") => {
                 Problem::new(
                     409,
@@ -118,6 +130,7 @@ pub async fn run(config: Config) -> anyhow_like::Result<()> {
         pool: pool.clone(),
         keys,
         edit_window: chrono::Duration::days(i64::from(config.edit_window_days)),
+        crypto: common::crypto::Keyring::new(pool.clone(), config.data_keys.provider()?),
     };
     let drainer = common::pubsub::Drainer::start(pool.clone(), &config.pubsub);
     let timeout = Duration::from_secs(config.http.request_timeout_secs);
@@ -216,9 +229,62 @@ pub const MAX_RANGE_DAYS: i64 = 366;
 
 const SELECT: &str = "SELECT id, night, zone, into_bed, into_bed_offset, lights_out, lights_out_offset, \
     final_awakening, final_awakening_offset, out_of_bed, out_of_bed_offset, sol_min, awakenings, waso_min, \
-    tib_min, tst_min, twak_min, se_pct, nap_min, input, created_at, updated_at FROM diary_entries";
+    tib_min, tst_min, twak_min, se_pct, nap_min, input, comment_ct, created_at, updated_at FROM diary_entries";
 
-fn view(row: &sqlx::postgres::PgRow) -> Result<EntryView> {
+/// The AAD of an entry's encrypted comment: the value belongs to this column of this row.
+fn comment_context(id: Uuid) -> String {
+    format!("diary_entries.comment:{id}")
+}
+
+/// The comment of a row: decrypted when stored encrypted, else what older rows kept in `input`.
+fn comment_of(
+    row: &sqlx::postgres::PgRow,
+    key: Option<&DataKey>,
+    legacy: Option<String>,
+) -> Result<Option<String>> {
+    let ct: Option<Vec<u8>> = row.try_get("comment_ct")?;
+    match (ct, key) {
+        (Some(ct), Some(key)) => Ok(Some(
+            key.decrypt_str(&comment_context(row.try_get("id")?), &ct)?,
+        )),
+        (Some(_), None) => Err(common::crypto::CryptoError::Shredded.into()),
+        (None, _) => Ok(legacy),
+    }
+}
+
+/// The caller's data key when any of `rows` holds an encrypted value.
+async fn key_for(
+    state: &AppState,
+    user: Uuid,
+    rows: &[sqlx::postgres::PgRow],
+) -> Result<Option<DataKey>> {
+    let any = rows
+        .iter()
+        .any(|r| matches!(r.try_get::<Option<Vec<u8>>, _>("comment_ct"), Ok(Some(_))));
+    Ok(if any {
+        state.crypto.existing(user).await?
+    } else {
+        None
+    })
+}
+
+/// The comment encrypted with the caller's data key (created on first use).
+async fn encrypt_comment(
+    state: &AppState,
+    user: Uuid,
+    id: Uuid,
+    input: &DiaryInput,
+) -> Result<Option<Vec<u8>>> {
+    match &input.comment {
+        Some(text) => {
+            let key = state.crypto.data_key(user).await?;
+            Ok(Some(key.encrypt_str(&comment_context(id), text)?))
+        }
+        None => Ok(None),
+    }
+}
+
+fn view(row: &sqlx::postgres::PgRow, key: Option<&DataKey>) -> Result<EntryView> {
     let at = |col: &str, off: &str| -> Result<String> {
         Ok(LocalInstant::from_parts(row.try_get(col)?, row.try_get(off)?).to_rfc3339())
     };
@@ -240,7 +306,7 @@ fn view(row: &sqlx::postgres::PgRow) -> Result<EntryView> {
         caffeine: input.caffeine,
         alcohol: input.alcohol,
         medication: input.medication,
-        comment: input.comment,
+        comment: comment_of(row, key, input.comment)?,
         metrics: NightMetrics {
             tib_min: i64::from(row.try_get::<i32, _>("tib_min")?),
             tst_min: i64::from(row.try_get::<i32, _>("tst_min")?),
@@ -286,10 +352,12 @@ fn view_of(
     }
 }
 
-/// The input as stored: the id is the row key, not part of the compared content.
+/// The input as stored: the id is the row key, not part of the compared content; the comment
+/// is stored encrypted beside it.
 fn stored_input(input: &DiaryInput) -> serde_json::Value {
     let mut copy = input.clone();
     copy.id = None;
+    copy.comment = None;
     serde_json::to_value(copy).unwrap_or_default()
 }
 
@@ -385,12 +453,13 @@ async fn create(
     let m = entry.metrics();
     let stored = stored_input(&input);
     common::consent::require(&state.pool, user.user_id, Purpose::IntendedUse).await??;
+    let comment_ct = encrypt_comment(&state, user.user_id, id, &input).await?;
     let mut tx = state.pool.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO diary_entries (id, user_id, night, zone, into_bed, into_bed_offset, lights_out, lights_out_offset, \
          final_awakening, final_awakening_offset, out_of_bed, out_of_bed_offset, sol_min, awakenings, waso_min, \
-         tib_min, tst_min, twak_min, se_pct, nap_min, input) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21) \
+         tib_min, tst_min, twak_min, se_pct, nap_min, input, comment_ct) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22) \
          ON CONFLICT (id) DO NOTHING RETURNING created_at",
     )
     .bind(id)
@@ -414,6 +483,7 @@ async fn create(
     .bind(m.se_pct)
     .bind(to_i32(m.nap_min))
     .bind(&stored)
+    .bind(&comment_ct)
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(row) = inserted {
@@ -445,8 +515,10 @@ async fn create(
         || Problem::conflict("this id is already used for another entry; use PUT to edit");
     let row = row.ok_or_else(conflict)?;
     let existing: serde_json::Value = row.try_get("input")?;
-    if existing == stored {
-        Ok((StatusCode::OK, Json(view(&row)?)).into_response())
+    let key = key_for(&state, user.user_id, std::slice::from_ref(&row)).await?;
+    let existing_view = view(&row, key.as_ref())?;
+    if existing == stored && existing_view.comment == input.comment {
+        Ok((StatusCode::OK, Json(existing_view)).into_response())
     } else {
         Err(conflict().into())
     }
@@ -482,7 +554,11 @@ async fn list(
     .bind(range.to)
     .fetch_all(&state.pool)
     .await?;
-    rows.iter().map(view).collect::<Result<Vec<_>>>().map(Json)
+    let key = key_for(&state, user.user_id, &rows).await?;
+    rows.iter()
+        .map(|r| view(r, key.as_ref()))
+        .collect::<Result<Vec<_>>>()
+        .map(Json)
 }
 
 /// One of the caller's entries; 404 for ids of other users.
@@ -504,7 +580,8 @@ async fn get_one(
         .fetch_optional(&state.pool)
         .await?
         .ok_or_else(Problem::not_found)?;
-    Ok(Json(view(&row)?))
+    let key = key_for(&state, user.user_id, std::slice::from_ref(&row)).await?;
+    Ok(Json(view(&row, key.as_ref())?))
 }
 
 fn parse_id(id: &str) -> Result<Uuid> {
@@ -535,6 +612,7 @@ async fn update(
     let entry = parse_entry(&input)?;
     let m = entry.metrics();
     common::consent::require(&state.pool, user.user_id, Purpose::IntendedUse).await??;
+    let comment_ct = encrypt_comment(&state, user.user_id, id, &input).await?;
     let mut tx = state.pool.begin().await?;
     let created: Option<DateTime<Utc>> = sqlx::query_scalar(
         "SELECT created_at FROM diary_entries WHERE id = $1 AND user_id = $2 FOR UPDATE",
@@ -558,7 +636,7 @@ async fn update(
     sqlx::query(
         "UPDATE diary_entries SET night=$3, zone=$4, into_bed=$5, into_bed_offset=$6, lights_out=$7, lights_out_offset=$8, \
          final_awakening=$9, final_awakening_offset=$10, out_of_bed=$11, out_of_bed_offset=$12, sol_min=$13, awakenings=$14, \
-         waso_min=$15, tib_min=$16, tst_min=$17, twak_min=$18, se_pct=$19, nap_min=$20, input=$21, updated_at=now() \
+         waso_min=$15, tib_min=$16, tst_min=$17, twak_min=$18, se_pct=$19, nap_min=$20, input=$21, comment_ct=$22, updated_at=now() \
          WHERE id=$1 AND user_id=$2",
     )
     .bind(id)
@@ -582,6 +660,7 @@ async fn update(
     .bind(m.se_pct)
     .bind(to_i32(m.nap_min))
     .bind(stored_input(&input))
+    .bind(&comment_ct)
     .execute(&mut *tx)
     .await?;
     publish(
@@ -598,7 +677,8 @@ async fn update(
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(Json(view(&row)?))
+    let key = key_for(&state, user.user_id, std::slice::from_ref(&row)).await?;
+    Ok(Json(view(&row, key.as_ref())?))
 }
 
 /// Delete one of the caller's entries.

@@ -14,9 +14,10 @@ use uuid::Uuid;
 
 fn state(pool: PgPool) -> AppState {
     AppState {
-        pool,
+        pool: pool.clone(),
         keys: testkit::jwt_keys(),
         edit_window: chrono::Duration::days(7),
+        crypto: testkit::keyring(&pool),
     }
 }
 
@@ -536,4 +537,75 @@ async fn storing_a_diary_entry_without_consent_is_forbidden_and_allowed_after_gr
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(p["field"], "intended_use");
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn the_comment_is_stored_encrypted_and_read_back_in_clear(pool: PgPool) {
+    let s = state(pool.clone());
+    let user = testkit::user(&pool).await;
+    let id = Uuid::new_v4();
+    let mut night = spring_night(id);
+    night["comment"] = json!("Grübeln über die Arbeit");
+    let (status, _, body) = call(
+        &s,
+        "POST",
+        "/v1/sleep-logs",
+        Some(user),
+        Some(night.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["comment"], "Grübeln über die Arbeit");
+
+    let (input, ct): (String, Vec<u8>) =
+        sqlx::query_as("SELECT input::text, comment_ct FROM diary_entries WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(
+        !input.contains("Grübeln"),
+        "no clear text in the row: {input}"
+    );
+    assert!(!String::from_utf8_lossy(&ct).contains("Grübeln"));
+    let key_id: Uuid = sqlx::query_scalar("SELECT key_id FROM user_keys WHERE user_id = $1")
+        .bind(user)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(common::crypto::key_id_of(&ct), Some(key_id));
+
+    let (status, _, got) = call(&s, "GET", &format!("/v1/sleep-logs/{id}"), Some(user), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["comment"], "Grübeln über die Arbeit");
+    // The same body again is recognised as the same entry, a changed comment is not.
+    let (status, _, _) = call(
+        &s,
+        "POST",
+        "/v1/sleep-logs",
+        Some(user),
+        Some(night.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    night["comment"] = json!("anders");
+    let (status, _, _) = call(
+        &s,
+        "POST",
+        "/v1/sleep-logs",
+        Some(user),
+        Some(night.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _, got) = call(
+        &s,
+        "PUT",
+        &format!("/v1/sleep-logs/{id}"),
+        Some(user),
+        Some(night),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["comment"], "anders");
 }

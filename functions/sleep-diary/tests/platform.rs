@@ -98,8 +98,15 @@ async fn sigterm_lets_the_slow_request_finish_and_exits_zero(pool: PgPool) {
         .local_addr()
         .unwrap()
         .port();
+    let key_file = std::env::temp_dir().join(format!("data-key-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(
+        &key_file,
+        common::crypto::LocalKeyFile::generate_line(1).unwrap(),
+    )
+    .unwrap();
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sleep-diary"))
+        .env("DATA_KEY_FILE", &key_file)
         .env("PORT", port.to_string())
         .env("BIND_ADDRESS", "127.0.0.1")
         .env("DATABASE_URL", &url)

@@ -52,10 +52,11 @@ pub async fn state(pool: PgPool) -> AppState {
         pool: pool.clone(),
         keys: testkit::jwt_keys(),
         stores: privacy::erasure::Stores {
-            pool,
+            pool: pool.clone(),
             redis: redis(),
             firestore,
             buckets: vec![bucket().await],
+            keyring: testkit::keyring(&pool),
         },
     }
 }
