@@ -349,25 +349,20 @@ pub async fn handle(state: &AppState, message_id: &str, event: &Event) -> Result
         store_week(&mut tx, user, r).await?;
         let id = format!("{}-{}", r.week_start, &r.fingerprint[..12]);
         let payload = serde_json::to_value(r).unwrap_or_default();
-        state
-            .docs
-            .put(
-                user,
-                ANALYSIS_LOGS,
-                &id,
-                &StoredDoc::new(user, Utc::now(), "sleep-analysis.week", payload.clone()),
-            )
-            .await?;
-        let stream = serde_json::json!({"week_start": r.week_start, "window_min": r.window_min, "change": r.change, "params_version": r.params_version});
-        state
-            .docs
-            .put(
-                user,
-                EVENTS,
-                &id,
-                &StoredDoc::new(user, Utc::now(), "sleep-window.prescribed", stream),
-            )
-            .await?;
+        let log = StoredDoc::new(user, Utc::now(), "sleep-analysis.week", payload);
+        let stream = StoredDoc::new(
+            user,
+            Utc::now(),
+            "sleep-window.prescribed",
+            serde_json::json!({"week_start": r.week_start, "window_min": r.window_min, "change": r.change, "params_version": r.params_version}),
+        );
+        // Both documents at once: the round trips to Firestore dominate a push.
+        let (a, b) = tokio::join!(
+            state.docs.put(user, ANALYSIS_LOGS, &id, &log),
+            state.docs.put(user, EVENTS, &id, &stream),
+        );
+        a?;
+        b?;
     }
     tx.commit().await?;
     Ok(Outcome::Processed)
