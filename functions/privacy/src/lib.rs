@@ -2,6 +2,7 @@
 //! GDPR Art. 7), erasure across every store (Art. 17) and the export (Art. 15/20). Called by the
 //! app through the load balancer at `/v1/me`.
 
+pub mod audit;
 pub mod consents;
 pub mod erasure;
 
