@@ -196,7 +196,9 @@ async fn verify_locked(
     let backup = drill::take_backup(&source_url, &tools, &config.work_dir, &[])
         .await
         .map_err(|e| e.to_string())?;
+    let clock = std::time::Instant::now();
     let stored = drill::store_backup(&storage, &prefix, &backup).await;
+    report.figure("upload_secs", clock.elapsed().as_secs_f64());
     let _ = tokio::fs::remove_file(&backup.path).await;
     let stored = stored.map_err(|e| e.to_string())?;
     report.figure("dump_secs", backup.description.dump_secs);

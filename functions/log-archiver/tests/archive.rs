@@ -399,3 +399,46 @@ async fn every_storage_call_the_jobs_make_works_against_the_emulator() {
 
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Throughput on the emulator: `scripts/load-archiver.sh` (LOAD_DOCS documents, default 100 000).
+#[tokio::test]
+#[ignore = "load test: scripts/load-archiver.sh"]
+async fn archiver_throughput_on_the_emulator() {
+    let n: usize = std::env::var("LOAD_DOCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let a = archiver(5000).await;
+    let clock = std::time::Instant::now();
+    for (i, start) in (0..n).step_by(50_000).enumerate() {
+        seed(
+            &a.db,
+            "events",
+            (n - start).min(50_000),
+            100 + i as i64,
+            &format!("s{i}-"),
+        )
+        .await;
+    }
+    let seed_secs = clock.elapsed().as_secs_f64();
+
+    let clock = std::time::Instant::now();
+    let summary = a
+        .archive(&task("load"), Fault::None)
+        .await
+        .expect("archive");
+    let secs = clock.elapsed().as_secs_f64();
+
+    assert_eq!(summary.archived, n as u64);
+    assert!(remaining(&a.db, "events").await.is_empty());
+    println!(
+        "LOAD documents={n} seed_secs={seed_secs:.1} archive_secs={secs:.1} docs_per_sec={:.0} \
+         ndjson_mb_per_sec={:.2} gzip_mb_per_sec={:.2} chunks={} ndjson_mb={:.1} gzip_mb={:.1}",
+        n as f64 / secs,
+        summary.raw_bytes as f64 / 1e6 / secs,
+        summary.bytes as f64 / 1e6 / secs,
+        summary.chunks,
+        summary.raw_bytes as f64 / 1e6,
+        summary.bytes as f64 / 1e6,
+    );
+}
