@@ -295,6 +295,11 @@ pub fn key_id_of(ciphertext: &[u8]) -> Option<Uuid> {
         .flatten()
 }
 
+/// The AAD of a field value: the value belongs to this column of this row.
+pub fn field_context(table: &str, column: &str, row: Uuid) -> String {
+    format!("{table}.{column}:{row}")
+}
+
 fn wrap_aad(user: Uuid, key_id: Uuid) -> Vec<u8> {
     let mut aad = b"dta-wide-dek:".to_vec();
     aad.extend_from_slice(user.as_bytes());

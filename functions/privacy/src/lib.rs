@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod consents;
 pub mod erasure;
+pub mod export;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +77,12 @@ pub enum Error {
     /// 503 when the database is unreachable, else 500; the cause is logged, not returned.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    /// 500: a stored value could not be decrypted; the cause is logged, not returned.
+    #[error("crypto: {0}")]
+    Crypto(#[from] common::crypto::CryptoError),
+    /// 500: a stored row no longer reads as its model; the cause is logged, not returned.
+    #[error("stored data: {0}")]
+    Stored(String),
 }
 
 /// Result of a handler.
@@ -85,6 +92,14 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         match self {
             Error::Client(p) => p.into_response(),
+            Error::Crypto(e) => {
+                tracing::error!(error = %e, "field decryption error");
+                Problem::internal().into_response()
+            }
+            Error::Stored(e) => {
+                tracing::error!(error = %e, "stored data unreadable");
+                Problem::internal().into_response()
+            }
             Error::Db(e) if common::db::is_foreign_key_violation(&e) => {
                 // A valid token for an account that no longer exists.
                 Problem::unauthorized().into_response()
@@ -142,6 +157,7 @@ pub fn routes() -> ApiRouter<AppState> {
         .get("/v1/me/consents/history", consents::history)
         .delete("/v1/me/consents/{purpose}", consents::withdraw)
         .delete("/v1/me", erase_me)
+        .get("/v1/me/export", export::export)
         .get("/openapi.json", openapi)
         .get("/healthz", healthz)
 }
@@ -168,7 +184,7 @@ pub fn guarded_app(
 #[derive(OpenApi)]
 #[openapi(
     info(title = "dta-wide privacy", version = "1"),
-    paths(consents::current, consents::grant, consents::history, consents::withdraw, erase_me, openapi, healthz),
+    paths(consents::current, consents::grant, consents::history, consents::withdraw, erase_me, export::export, openapi, healthz),
     components(schemas(consents::ConsentState, consents::ConsentEvent, consents::Grant, common::consent::Purpose, erasure::Erasure, erasure::StoreOutcome, Problem)),
     modifiers(&BearerAuth)
 )]

@@ -233,7 +233,7 @@ const SELECT: &str = "SELECT id, night, zone, into_bed, into_bed_offset, lights_
 
 /// The AAD of an entry's encrypted comment: the value belongs to this column of this row.
 fn comment_context(id: Uuid) -> String {
-    format!("diary_entries.comment:{id}")
+    common::crypto::field_context("diary_entries", "comment", id)
 }
 
 /// The comment of a row: decrypted when stored encrypted, else what older rows kept in `input`.
