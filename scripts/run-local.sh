@@ -24,6 +24,8 @@ scripts/emulators.sh start
 eval "$(scripts/emulators.sh env)"
 if [ "$fresh" = 1 ]; then
   psql "$PG_URL_BASE/postgres" -qc "DROP DATABASE IF EXISTS dta_wide WITH (FORCE)"
+  rm -f target/local/demo-totp-secret
+  rm -rf target/local/mail
 fi
 ensure_database dta_wide
 REALDATA_DIR=$(realdata_dir)
@@ -51,7 +53,7 @@ export BIND_ADDRESS=127.0.0.1
 export RUST_LOG="${RUST_LOG:-info}"
 export PUBSUB_PROJECT=dta-wide-local FIRESTORE_PROJECT=dta-wide-local
 # Local mail goes to files the demo (and a developer) can read.
-export MAIL_SINK_DIR="$PWD/$run_dir/mail"
+export MAIL_SINK_DIR="$PWD/$run_dir/mail" DEMO_STATE_DIR="$PWD/$run_dir"
 
 "$bin/migrate"
 

@@ -18,6 +18,146 @@ pub struct DemoArgs {
     /// The user's IANA zone.
     #[arg(long, default_value = "Europe/Berlin")]
     pub zone: String,
+    /// Where the local auth service drops its mail (the verification link).
+    #[arg(long, env = "MAIL_SINK_DIR")]
+    pub mail_dir: PathBuf,
+    /// Where the demo keeps the demo user's TOTP secret between runs.
+    #[arg(long, env = "DEMO_STATE_DIR", default_value = "target/local")]
+    pub state_dir: PathBuf,
+}
+
+const DEMO_EMAIL: &str = "demo@dta-wide.example";
+const DEMO_PASSWORD: &str = "sleep-well-2026-locally";
+
+/// The verification token from the newest verification mail to the demo address.
+fn verification_token(mail_dir: &Path) -> DemoResult<String> {
+    let mut files: Vec<_> = std::fs::read_dir(mail_dir)
+        .map_err(|e| format!("cannot read the mail sink {}: {e}", mail_dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    for f in files.iter().rev() {
+        let mail: Value = serde_json::from_slice(&std::fs::read(f)?)?;
+        if mail["to"] == DEMO_EMAIL && mail["kind"] == "verify_email" {
+            if let Some(token) = mail["text"]
+                .as_str()
+                .and_then(|t| t.split("Token: ").nth(1))
+            {
+                return Ok(token.trim().to_owned());
+            }
+        }
+    }
+    Err("no verification mail for the demo user in the mail sink".into())
+}
+
+/// The current TOTP code (RFC 6238: SHA-1, 6 digits, 30 s) for a base32 secret.
+fn totp_now(secret: &str) -> DemoResult<String> {
+    let bytes = totp_rs::Secret::Encoded(secret.to_owned())
+        .to_bytes()
+        .map_err(|e| format!("TOTP secret: {e:?}"))?;
+    let totp = totp_rs::TOTP::new(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        bytes,
+        None,
+        "demo".to_owned(),
+    )
+    .map_err(|e| format!("TOTP: {e}"))?;
+    Ok(totp.generate_current()?)
+}
+
+/// Registers (once), confirms the address, passes both factors and grants the consent to the
+/// intended use: the path a new patient takes in the app.
+async fn sign_in(http: &reqwest::Client, base: &str, args: &DemoArgs) -> DemoResult<String> {
+    let creds = json!({"email": DEMO_EMAIL, "password": DEMO_PASSWORD});
+    let (status, body) = send(http.post(format!("{base}/v1/auth/register")).json(&creds)).await?;
+    if status != 202 {
+        return Err(format!("register answered {status}: {body}").into());
+    }
+    let mut login = send(http.post(format!("{base}/v1/auth/login")).json(&creds)).await?;
+    if login.0 == 403 && login.1["code"] == "email_not_verified" {
+        let token = verification_token(&args.mail_dir)?;
+        let (status, body) = send(
+            http.post(format!("{base}/v1/auth/email-verification"))
+                .json(&json!({"token": token})),
+        )
+        .await?;
+        if status != 204 {
+            return Err(format!("e-mail verification answered {status}: {body}").into());
+        }
+        login = send(http.post(format!("{base}/v1/auth/login")).json(&creds)).await?;
+    }
+    let (status, challenge) = login;
+    if status != 200 {
+        return Err(format!("login answered {status}: {challenge}").into());
+    }
+    let mfa = challenge["mfa_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let secret_file = args.state_dir.join("demo-totp-secret");
+    let secret = if challenge["second_factor"] == "totp_enrolment" {
+        let (status, body) = send(
+            http.post(format!("{base}/v1/auth/login/totp-enrolment"))
+                .json(&json!({"mfa_token": mfa})),
+        )
+        .await?;
+        if status != 200 {
+            return Err(format!("TOTP enrolment answered {status}: {body}").into());
+        }
+        let secret = body["secret"].as_str().unwrap_or_default().to_owned();
+        std::fs::create_dir_all(&args.state_dir)?;
+        std::fs::write(&secret_file, &secret)?;
+        secret
+    } else {
+        std::fs::read_to_string(&secret_file).map_err(
+            |_| "the demo user has a TOTP secret this machine no longer has; run with --fresh",
+        )?
+    };
+    let (status, tokens) = send(
+        http.post(format!("{base}/v1/auth/login/second-factor"))
+            .json(&json!({"mfa_token": mfa, "code": totp_now(secret.trim())?})),
+    )
+    .await?;
+    if status != 200 {
+        return Err(format!("second factor answered {status}: {tokens}").into());
+    }
+    let token = format!(
+        "Bearer {}",
+        tokens["access_token"].as_str().unwrap_or_default()
+    );
+    let (status, consents) = send(
+        http.get(format!("{base}/v1/me/consents"))
+            .header("authorization", &token),
+    )
+    .await?;
+    if status != 200 {
+        return Err(format!("consents answered {status}: {consents}").into());
+    }
+    for c in consents
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["purpose"] == "intended_use")
+    {
+        let grant = json!({"purpose": "intended_use", "version": c["current_version"]});
+        let (status, body) = send(
+            http.post(format!("{base}/v1/me/consents"))
+                .header("authorization", &token)
+                .json(&grant),
+        )
+        .await?;
+        if status != 200 && status != 201 {
+            return Err(format!("consent answered {status}: {body}").into());
+        }
+    }
+    println!(
+        "signed in as {DEMO_EMAIL} (password, TOTP second factor) and consented to the intended use"
+    );
+    Ok(token)
 }
 
 type DemoResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -67,30 +207,7 @@ async fn send(req: reqwest::RequestBuilder) -> DemoResult<(u16, Value)> {
 pub async fn run(args: DemoArgs) -> DemoResult<()> {
     let http = reqwest::Client::new();
     let base = args.base.trim_end_matches('/');
-    let creds = json!({"email": "demo@dta-wide.example", "password": "demo-password-2026"});
-    let (status, body) = send(http.post(format!("{base}/v1/auth/register")).json(&creds)).await?;
-    if status != 201 && status != 409 {
-        return Err(format!("register answered {status}: {body}").into());
-    }
-    let (status, body) = send(http.post(format!("{base}/v1/auth/login")).json(&creds)).await?;
-    if status != 200 {
-        return Err(format!("login answered {status}: {body}").into());
-    }
-    let token = format!(
-        "Bearer {}",
-        body["access_token"].as_str().unwrap_or_default()
-    );
-    // Health data are stored only with the consent to the intended use (DiGAV §4(2) Nr. 1).
-    let consent = json!({"purpose": "intended_use", "version": 1});
-    let (status, body) = send(
-        http.post(format!("{base}/v1/me/consents"))
-            .header("authorization", &token)
-            .json(&consent),
-    )
-    .await?;
-    if status != 201 && status != 200 {
-        return Err(format!("consent answered {status}: {body}").into());
-    }
+    let token = sign_in(&http, base, &args).await?;
 
     // A baseline week of diary nights ending on the spring DST night (REFERENCE §2.5 N2) and the
     // autumn DST night (N3); fixed ids make reruns idempotent.
@@ -172,7 +289,7 @@ pub async fn run(args: DemoArgs) -> DemoResult<()> {
                     .filter_map(|d| d.as_str().map(str::to_owned))
                     .collect();
                 println!(
-                    "  {file:<62} {status} {} periods, {} new",
+                    "  {file:<62} {status} {} period(s), {} new",
                     body["sessions_in_file"], body["sessions_new"]
                 );
                 dates.extend(nights);
@@ -251,6 +368,54 @@ pub async fn run(args: DemoArgs) -> DemoResult<()> {
             r[5]
         );
     }
+    print_sleep_window(&http, base, &token).await
+}
+
+/// Waits for the event chain (outbox → Pub/Sub → sleep-analysis) and prints the prescription.
+async fn print_sleep_window(http: &reqwest::Client, base: &str, token: &str) -> DemoResult<()> {
+    println!();
+    let started = std::time::Instant::now();
+    let mut last = (0u16, Value::Null);
+    while started.elapsed() < std::time::Duration::from_secs(30) {
+        last = send(
+            http.get(format!("{base}/v1/sleep-window"))
+                .header("authorization", token),
+        )
+        .await?;
+        // Done when the newest week (the autumn night's) and the device nights are analysed.
+        if last.0 == 200 && last.1["week_start"] == "2026-04-13" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (status, _) = &last;
+    if *status != 200 {
+        println!("sleep window not available yet ({status}): {}", last.1);
+        return Ok(());
+    }
+    let week = |w: &Value| {
+        format!(
+            "week of {}: {} night(s), SE {} % → {} ({}){}",
+            w["week_start"].as_str().unwrap_or_default(),
+            w["nights"],
+            w["se_pct"],
+            w["change"].as_str().unwrap_or_default(),
+            w["reason"].as_str().unwrap_or_default(),
+            match w["window_min"].as_i64() {
+                Some(m) => format!(
+                    ", window {m} min, bed {} → wake {}",
+                    w["bedtime"].as_str().unwrap_or("-"),
+                    w["wake_time"].as_str().unwrap_or("-")
+                ),
+                None => String::new(),
+            }
+        )
+    };
+    println!(
+        "sleep window now [{}]: {}",
+        last.1["params_version"].as_str().unwrap_or_default(),
+        week(&last.1)
+    );
     Ok(())
 }
 

@@ -215,7 +215,9 @@ async fn push(State(state): State<AppState>, req: Request) -> Result<StatusCode,
     span.record("message_id", msg.message_id.as_str());
     tracing::info!(message_id = %msg.message_id, delivery_attempt = msg.delivery_attempt.unwrap_or(0), "push received");
     let outcome = match Event::from_json(&msg.data) {
-        Ok((_, event)) => handle(&state, &msg.message_id, &event).await?,
+        Ok((envelope, event)) => {
+            handle(&state, &msg.message_id, envelope.occurred_at, &event).await?
+        }
         Err(e) => {
             tracing::warn!(message_id = %msg.message_id, reason = %e, "undeliverable event acknowledged");
             record_undeliverable(&state.pool, &msg.message_id, &e.to_string()).await?;
@@ -277,7 +279,14 @@ async fn upsert_night(
 /// Applies one event: idempotent on its business key, recomputes the user's weeks, writes the
 /// changed weeks to Firestore before the database commit (so a Firestore failure rolls back and
 /// the redelivery does the whole work again; the documents' ids are deterministic).
-pub async fn handle(state: &AppState, message_id: &str, event: &Event) -> Result<Outcome, Error> {
+/// `occurred_at` is when the producer wrote the event; it orders device nights, since events
+/// may arrive in any order.
+pub async fn handle(
+    state: &AppState,
+    message_id: &str,
+    occurred_at: DateTime<Utc>,
+    event: &Event,
+) -> Result<Outcome, Error> {
     let mut tx = state.pool.begin().await?;
     // One user's events are analysed one at a time: concurrent pushes would each see only
     // their own night and the last commit would win with a stale week.
@@ -325,9 +334,8 @@ pub async fn handle(state: &AppState, message_id: &str, event: &Event) -> Result
             e.user_id
         }
         Event::SleepLogIngested(e) => {
-            let now = Utc::now();
             for n in &e.nights {
-                upsert_night(&mut tx, e.user_id, "device", n, now).await?;
+                upsert_night(&mut tx, e.user_id, "device", n, occurred_at).await?;
             }
             e.user_id
         }

@@ -372,3 +372,46 @@ async fn with_oidc_required_a_push_without_a_token_is_refused(pool: PgPool) {
         0
     );
 }
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn device_nights_arriving_out_of_order_keep_the_newest(pool: PgPool) {
+    let s = state(pool.clone()).await;
+    let user = testkit::user(&pool).await;
+    let night = |tst: i64| NightSummary {
+        night: "2026-04-15".parse().unwrap(),
+        zone: "Europe/Berlin".into(),
+        start: t("2026-04-14T22:00:00+02:00"),
+        end: t("2026-04-15T07:00:00+02:00"),
+        final_awakening: t("2026-04-15T07:00:00+02:00"),
+        tib_min: 540,
+        tst_min: tst,
+        sol_min: None,
+        waso_min: None,
+    };
+    let event = |tst: i64| {
+        Event::SleepLogIngested(SleepLogIngested {
+            user_id: user,
+            import_id: Uuid::new_v4(),
+            source: "apple_health".into(),
+            nights: vec![night(tst)],
+        })
+    };
+    let older = serde_json::to_vec(
+        &event(420).to_envelope(Uuid::new_v4(), Utc::now() - chrono::Duration::seconds(5)),
+    )
+    .unwrap();
+    let newer = serde_json::to_vec(&event(450).to_envelope(Uuid::new_v4(), Utc::now())).unwrap();
+    assert_eq!(
+        push(&s, envelope("new", &newer)).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        push(&s, envelope("old", &older)).await,
+        StatusCode::NO_CONTENT
+    );
+    let tst: i32 = sqlx::query_scalar("SELECT tst_min FROM analysis_nights")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(tst, 450);
+}
