@@ -185,6 +185,7 @@ pub async fn grant(
     .bind(grant.version)
     .fetch_one(&mut *tx)
     .await?;
+    audited(&mut tx, user.user_id, "consent.granted").await?;
     tx.commit().await?;
     tracing::info!(target: "audit", event = "consent_granted", user_id = %user.user_id, purpose = grant.purpose.as_str(), version = grant.version, "consent granted");
     Ok((
@@ -237,6 +238,7 @@ pub async fn withdraw(
     .bind(version)
     .fetch_one(&mut *tx)
     .await?;
+    audited(&mut tx, user.user_id, "consent.withdrawn").await?;
     tx.commit().await?;
     tracing::info!(target: "audit", event = "consent_withdrawn", user_id = %user.user_id, purpose = purpose.as_str(), "consent withdrawn");
     Ok(Json(ConsentEvent {
@@ -245,4 +247,19 @@ pub async fn withdraw(
         action: "withdrawn".into(),
         at,
     }))
+}
+
+async fn audited(tx: &mut sqlx::PgConnection, user: uuid::Uuid, action: &str) -> sqlx::Result<()> {
+    crate::audit::append(
+        tx,
+        &crate::audit::Entry {
+            actor: user,
+            subject: user,
+            action,
+            function: "privacy",
+            object: None,
+        },
+    )
+    .await
+    .map(|_| ())
 }

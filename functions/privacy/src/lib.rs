@@ -204,6 +204,24 @@ async fn erase_me(
     user: common::http::AuthUser,
 ) -> Result<(axum::http::StatusCode, Json<erasure::Erasure>)> {
     let outcome = erasure::erase(&state.stores, user.user_id).await?;
+    // The trail names the erased user only by the pseudonym the ledger keeps as well.
+    let mut tx = state.pool.begin().await?;
+    audit::append(
+        &mut tx,
+        &audit::Entry {
+            actor: user.user_id,
+            subject: user.user_id,
+            action: if outcome.done() {
+                "erasure.done"
+            } else {
+                "erasure.pending"
+            },
+            function: "privacy",
+            object: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
     let status = if outcome.done() {
         axum::http::StatusCode::OK
     } else {

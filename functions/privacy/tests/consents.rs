@@ -127,6 +127,16 @@ async fn grants_and_withdrawals_are_kept_as_a_history_per_purpose(pool: PgPool) 
     assert_eq!(state_of("intended_use")["decided_version"], 1);
     assert_eq!(state_of("product_improvement")["granted"], false);
 
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE subject_ref = $1 AND action LIKE 'consent.%'",
+    )
+    .bind(privacy::erasure::subject_hash(user))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(audited, 3, "two grants and one withdrawal are audited");
+    assert_eq!(privacy::audit::verify(&pool, None).await.unwrap(), vec![]);
+
     let (status, history) = support::call(&s, "GET", "/v1/me/consents/history", user, None).await;
     assert_eq!(status, StatusCode::OK);
     let seen: Vec<(String, String)> = history

@@ -609,3 +609,40 @@ async fn the_comment_is_stored_encrypted_and_read_back_in_clear(pool: PgPool) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(got["comment"], "anders");
 }
+
+/// The cost of encrypting the comment on the write path: the same create, sequentially, with
+/// and without a comment (each comment costs a data-key read and unwrap plus one AES-GCM
+/// seal). Run with `cargo test --release -p sleep-diary --test api -- --ignored --nocapture`.
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+#[ignore = "measurement, not a check"]
+async fn field_encryption_cost_on_the_write_path(pool: PgPool) {
+    let s = state(pool.clone());
+    let n = 300;
+    let mut rates = Vec::new();
+    for with_comment in [false, true, false, true] {
+        let user = testkit::user(&pool).await;
+        let start = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+        let clock = std::time::Instant::now();
+        for i in 0..n {
+            let night = start + chrono::Duration::days(i);
+            let prev = night - chrono::Duration::days(1);
+            let mut body = json!({
+                "id": Uuid::new_v4(), "zone": "UTC",
+                "into_bed": format!("{prev}T22:00:00+00:00"), "lights_out": format!("{prev}T22:15:00+00:00"),
+                "sol_min": 20, "awakenings": 1, "waso_min": 15,
+                "final_awakening": format!("{night}T06:00:00+00:00"), "out_of_bed": format!("{night}T06:30:00+00:00"),
+            });
+            if with_comment {
+                body["comment"] =
+                    json!("Lange wach gelegen, Gedanken an die Arbeit, um drei kurz aufgestanden.");
+            }
+            let (status, _, b) = call(&s, "POST", "/v1/sleep-logs", Some(user), Some(body)).await;
+            assert_eq!(status, StatusCode::CREATED, "{b}");
+        }
+        let rate = n as f64 / clock.elapsed().as_secs_f64();
+        rates.push((with_comment, rate));
+    }
+    for (with_comment, rate) in &rates {
+        println!("comment encrypted: {with_comment:5}  {rate:.0} creates/s (sequential)");
+    }
+}
