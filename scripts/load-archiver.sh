@@ -11,4 +11,4 @@ export LOAD_DOCS=${LOAD_DOCS:-100000}
 scripts/emulators.sh start firestore gcs
 eval "$(scripts/emulators.sh env)"
 cargo test --locked -q -p log-archiver --test archive archiver_throughput_on_the_emulator \
-  -- --ignored --nocapture 2>&1 | grep -E '^LOAD|test result|panicked'
+  -- --ignored --nocapture 2>&1 | grep -oE 'LOAD .*|test result.*|panicked.*'
