@@ -31,6 +31,10 @@ export JWT_SECRET="load-test-key-0123456789abcdef0123456789"
 export REDIS_KEY_PREFIX="load-$(date +%s)-$$" MAIL_SINK_DIR="$work/mail"
 # Limits out of the way: this measures cost, not the limiter's refusals.
 export AUTH_LIMIT_PER_ACCOUNT=1000000 AUTH_LIMIT_PER_IP=1000000 DATA_RATE_LIMIT_PER_MIN=1000000000
+# No Pub/Sub here: events stay in the outbox. A development-only data-key wrapping key.
+export PUBSUB_EMULATOR_HOST=127.0.0.1:1 OUTBOX_INTERVAL_MS=3600000
+(umask 077 && echo "1=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$work/data_key")
+export DATA_KEY_FILE="$work/data_key"
 PORT=18091 target/release/auth & pids+=($!)
 PORT=18092 target/release/sleep-diary & pids+=($!)
 for port in 18091 18092; do
