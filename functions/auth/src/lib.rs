@@ -72,6 +72,8 @@ pub struct Config {
     pub limits: Limits,
     #[command(flatten)]
     pub mail: MailConfig,
+    #[command(flatten)]
+    pub data_keys: common::crypto::KeyConfig,
 }
 
 /// Rate limits on the unauthenticated endpoints (login, second factor, refresh, register,
@@ -119,6 +121,8 @@ pub struct AppState {
     pub guard: Guard,
     pub limits: Arc<Limits>,
     pub mailer: Arc<dyn Mailer>,
+    /// The users' data keys; TOTP secrets are stored encrypted with them.
+    pub crypto: common::crypto::Keyring,
     /// A real Argon2id hash with our parameters, verified when the account does not exist so
     /// that timing does not tell which e-mails are registered.
     dummy_hash: Arc<String>,
@@ -141,6 +145,7 @@ impl AppState {
         guard: &GuardConfig,
         limits: Limits,
         mailer: Arc<dyn Mailer>,
+        crypto: common::crypto::Keyring,
     ) -> Self {
         let salt = SaltString::generate(&mut OsRng);
         let dummy = hasher()
@@ -156,6 +161,7 @@ impl AppState {
             redis,
             limits: Arc::new(limits),
             mailer,
+            crypto,
             dummy_hash: Arc::new(dummy),
             password_checks: Arc::new(AtomicU64::new(0)),
         }
@@ -281,6 +287,9 @@ pub enum Error {
     /// 503: the mail provider did not take the message.
     #[error(transparent)]
     Mail(MailError),
+    /// 500: a TOTP secret could not be encrypted or decrypted.
+    #[error("crypto: {0}")]
+    Crypto(#[from] common::crypto::CryptoError),
 }
 
 /// Result of a handler.
@@ -312,6 +321,10 @@ impl IntoResponse for Error {
                 tracing::error!(error = %e, "mail not sent");
                 Problem::unavailable().into_response()
             }
+            Error::Crypto(e) => {
+                tracing::error!(error = %e, "data key error");
+                Problem::internal().into_response()
+            }
         }
     }
 }
@@ -326,6 +339,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
         tracing::warn!(error = %e, "redis not reachable at start-up; answering 503 until it is");
     }
     let mailer = mail::from_config(&config.mail)?;
+    let crypto = common::crypto::Keyring::new(pool.clone(), config.data_keys.provider()?);
     let state = AppState::new(
         pool.clone(),
         keys,
@@ -334,6 +348,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
         &config.guard,
         config.limits.clone(),
         mailer,
+        crypto,
     );
     let app = app(state, Duration::from_secs(config.http.request_timeout_secs));
     common::http::serve(app, &config.http).await?;

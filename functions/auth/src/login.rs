@@ -139,6 +139,14 @@ return 1",
     }))
 }
 
+/// e-mail, plaintext TOTP secret (enrolled before encryption), encrypted secret, enabled at.
+type SecretRow = (
+    String,
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<DateTime<Utc>>,
+);
+
 /// id, password hash, e-mail verified at, TOTP enabled at.
 type AccountRow = (Uuid, String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
@@ -203,16 +211,28 @@ pub async fn enrol_totp(
         Secret::Raw(_) => return Err(Error::Hash("TOTP secret encoding".into())),
     };
     let totp = totp(&encoded, &email)?;
-    sqlx::query("UPDATE users SET totp_secret = $2, totp_last_step = NULL WHERE id = $1 AND totp_enabled_at IS NULL")
-        .bind(user)
-        .bind(&encoded)
-        .execute(&state.pool)
-        .await?;
+    let sealed = state
+        .crypto
+        .data_key(user)
+        .await?
+        .encrypt_str(&secret_context(user), &encoded)?;
+    sqlx::query(
+        "UPDATE users SET totp_secret_enc = $2, totp_secret = NULL, totp_last_step = NULL
+         WHERE id = $1 AND totp_enabled_at IS NULL",
+    )
+    .bind(user)
+    .bind(&sealed)
+    .execute(&state.pool)
+    .await?;
     tracing::info!(target: "audit", event = "totp_enrolment_started", user_id = %user, "TOTP secret issued");
     Ok(Json(TotpEnrolment {
         otpauth_uri: totp.get_url(),
         secret: encoded,
     }))
+}
+
+fn secret_context(user: Uuid) -> String {
+    common::crypto::field_context("users", "totp_secret", user)
 }
 
 fn totp(secret_b32: &str, email: &str) -> Result<TOTP> {
@@ -261,11 +281,21 @@ pub async fn second_factor(
         return Err(Problem::validation("code", "send a TOTP code or a recovery code").into());
     }
     let user = attempt(&state, &headers, &body.mfa_token).await?;
-    let (email, secret, enabled): (String, Option<String>, Option<DateTime<Utc>>) =
-        sqlx::query_as("SELECT email, totp_secret, totp_enabled_at FROM users WHERE id = $1")
-            .bind(user)
-            .fetch_one(&state.pool)
-            .await?;
+    let (email, legacy, sealed, enabled): SecretRow = sqlx::query_as(
+        "SELECT email, totp_secret, totp_secret_enc, totp_enabled_at FROM users WHERE id = $1",
+    )
+    .bind(user)
+    .fetch_one(&state.pool)
+    .await?;
+    let secret = match sealed {
+        Some(sealed) => Some(
+            state
+                .crypto
+                .decrypt_str(user, &secret_context(user), &sealed)
+                .await?,
+        ),
+        None => legacy,
+    };
     let ip = client_ip(&headers, state.limits.trusted_proxy_hops);
     let mut recovery_codes = None;
     let passed = if let Some(code) = body.code.as_deref() {

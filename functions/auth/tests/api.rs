@@ -54,7 +54,14 @@ async fn registration_verification_and_two_factor_login_yield_a_session(pool: Pg
         "single use"
     );
 
-    let (tokens, _secret) = env.enrol(&email).await;
+    let (tokens, secret) = env.enrol(&email).await;
+    let (plain, sealed): (Option<String>, Vec<u8>) =
+        sqlx::query_as("SELECT totp_secret, totp_secret_enc FROM users")
+            .fetch_one(&env.state.pool)
+            .await
+            .unwrap();
+    assert_eq!(plain, None, "the TOTP secret is stored encrypted only");
+    assert!(!String::from_utf8_lossy(&sealed).contains(&secret));
     let claims = env.state.keys.verify(access(&tokens)).unwrap();
     assert!(claims.sid.is_some());
     assert_eq!(tokens["expires_in"], 600);

@@ -81,6 +81,7 @@ pub fn env_with(
 ) -> Env {
     let mail_dir = std::env::temp_dir().join(format!("auth-mail-{prefix}"));
     let redis = redis(redis_url, prefix);
+    let crypto = common::testkit::keyring(&pool);
     let state = AppState::new(
         pool,
         common::testkit::jwt_keys(),
@@ -89,6 +90,7 @@ pub fn env_with(
         &guard,
         limits,
         Arc::new(DirSink::new(mail_dir.clone())),
+        crypto,
     );
     Env {
         state,
