@@ -24,6 +24,7 @@ use common::openapi::{ApiRouter, BearerAuth};
 use common::pubsub::{OidcVerifier, PushError, parse_push};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Row};
+use tracing::Instrument;
 use utoipa::OpenApi;
 use uuid::Uuid;
 
@@ -211,20 +212,30 @@ async fn push(State(state): State<AppState>, req: Request) -> Result<StatusCode,
             return Ok(StatusCode::NO_CONTENT);
         }
     };
-    let span = tracing::Span::current();
-    span.record("message_id", msg.message_id.as_str());
-    tracing::info!(message_id = %msg.message_id, delivery_attempt = msg.delivery_attempt.unwrap_or(0), "push received");
-    let outcome = match Event::from_json(&msg.data) {
-        Ok((envelope, event)) => {
-            handle(&state, &msg.message_id, envelope.occurred_at, &event).await?
+    // Every line of this delivery carries the message id and the attempt (Cloud Logging puts
+    // span fields on each entry).
+    let span = tracing::info_span!(
+        "push",
+        message_id = %msg.message_id,
+        delivery_attempt = msg.delivery_attempt.unwrap_or(0),
+        subscription = %msg.subscription,
+    );
+    let outcome = async {
+        tracing::info!("push received");
+        match Event::from_json(&msg.data) {
+            Ok((envelope, event)) => {
+                handle(&state, &msg.message_id, envelope.occurred_at, &event).await
+            }
+            Err(e) => {
+                tracing::warn!(reason = %e, "undeliverable event acknowledged");
+                record_undeliverable(&state.pool, &msg.message_id, &e.to_string()).await?;
+                Ok(Outcome::Undeliverable)
+            }
         }
-        Err(e) => {
-            tracing::warn!(message_id = %msg.message_id, reason = %e, "undeliverable event acknowledged");
-            record_undeliverable(&state.pool, &msg.message_id, &e.to_string()).await?;
-            Outcome::Undeliverable
-        }
-    };
-    tracing::info!(message_id = %msg.message_id, outcome = ?outcome, "push handled");
+    }
+    .instrument(span.clone())
+    .await?;
+    span.in_scope(|| tracing::info!(outcome = ?outcome, "push handled"));
     Ok(StatusCode::NO_CONTENT)
 }
 
