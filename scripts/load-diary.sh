@@ -16,6 +16,7 @@ command -v wrk >/dev/null || apt_install wrk
 command -v pgbench >/dev/null || apt_install postgresql-contrib
 ensure_postgres
 ensure_redis
+psql "$PG_URL_BASE/postgres" -qc "DROP DATABASE IF EXISTS dta_wide_load WITH (FORCE)"
 ensure_database dta_wide_load
 export DATABASE_URL="$PG_URL_BASE/dta_wide_load"
 
@@ -36,19 +37,19 @@ for side in aaaaaaaa bbbbbbbb; do
     WHERE u.id::text LIKE '$side%'"
 done
 
-# --- the database alone: the endpoint's INSERT and its outbox row in one transaction, POOL clients
+# --- the database alone: the endpoint's statement (consent check, row, outbox event), POOL clients
 cat >"$work/insert.sql" <<'SQL'
-BEGIN;
-WITH s AS (SELECT nextval('load_seq') AS v)
-INSERT INTO diary_entries (id, user_id, night, zone, into_bed, into_bed_offset, lights_out, lights_out_offset,
+WITH s AS (SELECT nextval('load_seq') AS v),
+d AS (INSERT INTO diary_entries (id, user_id, night, zone, into_bed, into_bed_offset, lights_out, lights_out_offset,
  final_awakening, final_awakening_offset, out_of_bed, out_of_bed_offset, sol_min, awakenings, waso_min,
- tib_min, tst_min, twak_min, se_pct, nap_min, input)
+ tib_min, tst_min, twak_min, se_pct, nap_min, input, created_at, updated_at)
 SELECT gen_random_uuid(), ('bbbbbbbb-0000-4000-8000-' || lpad((v / 9000)::text, 12, '0'))::uuid,
- '2000-01-02'::date + (v % 9000)::int, 'Etc/UTC', now(), 0, now(), 0, now(), 0, now(), 0, 20, 1, 15, 420, 340, 30, 81.0, 0,
- '{"zone":"Etc/UTC","into_bed":"2000-01-01T23:00:00+00:00","lights_out":"2000-01-01T23:15:00+00:00","sol_min":20,"awakenings":1,"waso_min":15,"final_awakening":"2000-01-02T06:30:00+00:00","out_of_bed":"2000-01-02T07:00:00+00:00","quality":3,"naps":[],"caffeine":[],"alcohol":[],"medication":[],"comment":null}'
-FROM s RETURNING created_at;
-INSERT INTO outbox (event_id, topic, payload) VALUES (gen_random_uuid(), 'sleep-log', '{"type":"sleep-log.recorded","version":1}');
-COMMIT;
+ '2000-01-02'::date + (v % 9000)::int, 'Etc/UTC', now(), 0, now() + interval '15 min', 0, now() + interval '450 min', 0, now() + interval '480 min', 0, 20, 1, 15, 420, 340, 30, 81.0, 0,
+ '{"zone":"Etc/UTC","into_bed":"2000-01-01T23:00:00+00:00","lights_out":"2000-01-01T23:15:00+00:00","sol_min":20,"awakenings":1,"waso_min":15,"final_awakening":"2000-01-02T06:30:00+00:00","out_of_bed":"2000-01-02T07:00:00+00:00","quality":3,"naps":[],"caffeine":[],"alcohol":[],"medication":[],"comment":null}', now(), now()
+FROM s WHERE (SELECT action FROM consent_events WHERE user_id = ('bbbbbbbb-0000-4000-8000-' || lpad((v / 9000)::text, 12, '0'))::uuid AND purpose = 'intended_use' ORDER BY id DESC LIMIT 1) = 'granted'
+ON CONFLICT (id) DO NOTHING RETURNING created_at),
+o AS (INSERT INTO outbox (event_id, topic, payload) SELECT gen_random_uuid(), 'sleep-log', '{"type":"sleep-log.recorded","version":1}' FROM d)
+SELECT created_at FROM d;
 SQL
 pgbench -n -c "$POOL" -j 2 -T "$DURATION" -f "$work/insert.sql" "$DATABASE_URL" >"$work/pgbench.txt" 2>&1
 pg_tps=$(awk '/^tps = / {print $3; exit}' "$work/pgbench.txt")

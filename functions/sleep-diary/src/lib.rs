@@ -384,6 +384,22 @@ async fn enqueue(
     night: NaiveDate,
     revision: DateTime<Utc>,
 ) -> Result<()> {
+    let event = recorded(user, entry_id, change, entry, night, revision);
+    // No ordering key: the consumer orders by `revision` and recomputes from all nights, and a
+    // failed publish on an ordering key would pause that key in the client.
+    common::pubsub::enqueue(tx, &event, None).await?;
+    Ok(())
+}
+
+/// The `sleep-log.recorded` event of a change.
+fn recorded(
+    user: Uuid,
+    entry_id: Uuid,
+    change: &str,
+    entry: Option<&DiaryEntry>,
+    night: NaiveDate,
+    revision: DateTime<Utc>,
+) -> Event {
     let summary = entry.map(|e| {
         let m = e.metrics();
         let at = |l: &LocalInstant| l.utc.with_timezone(&l.offset);
@@ -399,18 +415,14 @@ async fn enqueue(
             waso_min: Some(m.waso_min),
         }
     });
-    let event = Event::SleepLogRecorded(SleepLogRecorded {
+    Event::SleepLogRecorded(SleepLogRecorded {
         user_id: user,
         entry_id,
         change: change.to_owned(),
         night: summary.as_ref().map_or(night, |s| s.night),
         summary,
         revision,
-    });
-    // No ordering key: the consumer orders by `revision` and recomputes from all nights, and a
-    // failed publish on an ordering key would pause that key in the client.
-    common::pubsub::enqueue(tx, &event, None).await?;
-    Ok(())
+    })
 }
 
 /// Validates an entry, and refuses nights that have not happened yet (a day of slack for
@@ -452,15 +464,31 @@ async fn create(
     let entry = parse_entry(&input)?;
     let m = entry.metrics();
     let stored = stored_input(&input);
-    common::consent::require(&state.pool, user.user_id, Purpose::IntendedUse).await??;
     let comment_ct = encrypt_comment(&state, user.user_id, id, &input).await?;
-    let mut tx = state.pool.begin().await?;
+    // The hot path is one statement: the consent check, the row and its outbox event commit
+    // together in one round trip. No row back means no consent or an id in use; the slow path
+    // below tells which.
+    let created_at = Utc::now();
+    let event = recorded(
+        user.user_id,
+        id,
+        "created",
+        Some(&entry),
+        entry.night(),
+        created_at,
+    );
+    let event_id = Uuid::new_v4();
+    let envelope =
+        serde_json::to_value(event.to_envelope(event_id, created_at)).unwrap_or_default();
     let inserted = sqlx::query(
-        "INSERT INTO diary_entries (id, user_id, night, zone, into_bed, into_bed_offset, lights_out, lights_out_offset, \
+        "WITH d AS (INSERT INTO diary_entries (id, user_id, night, zone, into_bed, into_bed_offset, lights_out, lights_out_offset, \
          final_awakening, final_awakening_offset, out_of_bed, out_of_bed_offset, sol_min, awakenings, waso_min, \
-         tib_min, tst_min, twak_min, se_pct, nap_min, input, comment_ct) \
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22) \
-         ON CONFLICT (id) DO NOTHING RETURNING created_at",
+         tib_min, tst_min, twak_min, se_pct, nap_min, input, comment_ct, created_at, updated_at) \
+         SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$23 \
+         WHERE (SELECT action FROM consent_events WHERE user_id = $2 AND purpose = $27 ORDER BY id DESC LIMIT 1) = 'granted' \
+         ON CONFLICT (id) DO NOTHING RETURNING created_at), \
+         o AS (INSERT INTO outbox (event_id, topic, payload) SELECT $24, $25, $26 FROM d) \
+         SELECT created_at FROM d",
     )
     .bind(id)
     .bind(user.user_id)
@@ -484,28 +512,22 @@ async fn create(
     .bind(to_i32(m.nap_min))
     .bind(&stored)
     .bind(&comment_ct)
-    .fetch_optional(&mut *tx)
+    .bind(created_at)
+    .bind(event_id)
+    .bind(event.topic())
+    .bind(&envelope)
+    .bind(Purpose::IntendedUse.as_str())
+    .fetch_optional(&state.pool)
     .await?;
     if let Some(row) = inserted {
-        // The common path answers from what was just written.
         let created_at: DateTime<Utc> = row.try_get("created_at")?;
-        publish(
-            &mut tx,
-            user.user_id,
-            id,
-            "created",
-            Some(&entry),
-            created_at,
-        )
-        .await?;
-        tx.commit().await?;
         return Ok((
             StatusCode::CREATED,
             Json(view_of(id, &entry, input, m, created_at)),
         )
             .into_response());
     }
-    tx.rollback().await?;
+    common::consent::require(&state.pool, user.user_id, Purpose::IntendedUse).await??;
     let row = sqlx::query(&format!("{SELECT} WHERE id = $1 AND user_id = $2"))
         .bind(id)
         .bind(user.user_id)
