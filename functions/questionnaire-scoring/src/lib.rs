@@ -52,6 +52,14 @@ pub struct Config {
     pub jwt: JwtConfig,
     #[command(flatten)]
     pub pubsub: PubSubConfig,
+    #[command(flatten)]
+    pub jwt_files: common::auth::JwtKeyFiles,
+    #[command(flatten)]
+    pub redis: common::cache::RedisConfig,
+    #[command(flatten)]
+    pub sessions: common::cache::SessionConfig,
+    #[command(flatten)]
+    pub guard: common::guard::GuardConfig,
 }
 
 /// State built once in `run` and shared by every request.
@@ -108,13 +116,19 @@ impl IntoResponse for Error {
 pub async fn run(
     config: Config,
 ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let keys = Arc::new(JwtKeys::from_config(&config.jwt)?);
+    let keys = Arc::new(JwtKeys::load(&config.jwt, &config.jwt_files)?);
     let pool = common::db::connect(&config.db).await?;
+    let redis = common::cache::Redis::connect(&config.redis)?;
+    let guard = common::guard::Guard::new(keys.clone(), redis, config.sessions, &config.guard);
     let state = AppState {
         pool: pool.clone(),
         keys,
     };
-    let app = app(state, Duration::from_secs(config.http.request_timeout_secs));
+    let app = guarded_app(
+        state,
+        Duration::from_secs(config.http.request_timeout_secs),
+        Some(guard),
+    );
     let drainer = common::pubsub::Drainer::start(pool.clone(), &config.pubsub);
     common::http::serve(app, &config.http).await?;
     drainer.stop().await;
@@ -143,8 +157,23 @@ pub fn routes() -> ApiRouter<AppState> {
 }
 
 /// The service with the platform layers.
+/// The service with the platform layers (tests; `run` serves [`guarded_app`]).
 pub fn app(state: AppState, request_timeout: Duration) -> Router {
-    common::http::platform(routes().into_router().with_state(state), request_timeout)
+    guarded_app(state, request_timeout, None)
+}
+
+/// The service behind the guard (live session, per-user rate limit, minimum app version).
+pub fn guarded_app(
+    state: AppState,
+    request_timeout: Duration,
+    guard: Option<common::guard::Guard>,
+) -> Router {
+    let router = routes().into_router().with_state(state);
+    let router = match guard {
+        Some(guard) => guard.protect(router),
+        None => router,
+    };
+    common::http::platform(router, request_timeout)
 }
 
 #[derive(OpenApi)]

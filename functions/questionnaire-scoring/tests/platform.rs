@@ -22,6 +22,29 @@ async fn the_binary_scores_a_submission_and_exits_zero_on_sigterm(pool: PgPool) 
     };
     let user = common::testkit::user(&pool).await;
     let keys = common::testkit::jwt_keys();
+    // The service checks the token's session in Redis (the guard): start one, as auth would.
+    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let redis_prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let redis = common::cache::Redis::connect(&common::cache::RedisConfig {
+        redis_url: redis_url.clone().into(),
+        redis_key_prefix: redis_prefix.clone(),
+        redis_timeout_ms: 500,
+    })
+    .unwrap();
+    let session = common::cache::Sessions::new(
+        redis,
+        common::cache::SessionConfig {
+            session_idle_timeout_secs: 60,
+            session_absolute_timeout_secs: 120,
+        },
+    )
+    .create(user)
+    .await
+    .unwrap();
+    let bearer = format!(
+        "Bearer {}",
+        keys.sign(user, Duration::from_secs(600), Some(session.id.clone()))
+    );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -33,6 +56,8 @@ async fn the_binary_scores_a_submission_and_exits_zero_on_sigterm(pool: PgPool) 
         .env("DATABASE_URL", &url)
         .env("JWT_SECRET", "test-only-key-0123456789abcdef0123456789")
         .env("JWT_KEY_ID", "test-1")
+        .env("REDIS_URL", &redis_url)
+        .env("REDIS_KEY_PREFIX", &redis_prefix)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -54,7 +79,7 @@ async fn the_binary_scores_a_submission_and_exits_zero_on_sigterm(pool: PgPool) 
         "gad7-1": 2, "gad7-2": 2, "gad7-3": 2, "gad7-4": 2, "gad7-5": 2, "gad7-6": 0, "gad7-7": 0 } });
     let res = client
         .post(format!("{base}/v1/questionnaire-responses"))
-        .header("authorization", common::testkit::bearer(&keys, user))
+        .header("authorization", &bearer)
         .json(&body)
         .send()
         .await
