@@ -62,6 +62,14 @@ pub struct Config {
     /// Service account the push subscription signs its tokens as.
     #[arg(long, env = "PUSH_SERVICE_ACCOUNT")]
     pub push_service_account: Option<String>,
+    #[command(flatten)]
+    pub jwt_files: common::auth::JwtKeyFiles,
+    #[command(flatten)]
+    pub redis: common::cache::RedisConfig,
+    #[command(flatten)]
+    pub sessions: common::cache::SessionConfig,
+    #[command(flatten)]
+    pub guard: common::guard::GuardConfig,
 }
 
 /// State built once.
@@ -116,7 +124,9 @@ impl IntoResponse for Error {
 
 /// Starts the service.
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let keys = Arc::new(JwtKeys::from_config(&config.jwt)?);
+    let keys = Arc::new(JwtKeys::load(&config.jwt, &config.jwt_files)?);
+    let redis = common::cache::Redis::connect(&config.redis)?;
+    let guard = common::guard::Guard::new(keys.clone(), redis, config.sessions, &config.guard);
     let params =
         titration::profile(&config.titration_profile).ok_or("TITRATION_PROFILE must be S or A")?;
     let push_auth = if config.push_auth_disabled {
@@ -130,7 +140,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
     };
     let pool = common::db::connect(&config.db).await?;
     let docs = Documents::connect(&config.firestore_project).await?;
-    let app = app(
+    let app = guarded_app(
         AppState {
             pool: pool.clone(),
             keys,
@@ -139,24 +149,52 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
             push_auth,
         },
         Duration::from_secs(config.http.request_timeout_secs),
+        Some(guard),
     );
     common::http::serve(app, &config.http).await?;
     pool.close().await;
     Ok(())
 }
 
-/// Routes, documented in [`ApiDoc`].
-pub fn routes() -> ApiRouter<AppState> {
+/// The patient's routes: behind the session guard.
+fn data_routes() -> ApiRouter<AppState> {
+    ApiRouter::new().get("/v1/sleep-window", sleep_window)
+}
+
+/// Pub/Sub push (its own OIDC check; the bearer there is Google's, not ours) and the platform
+/// routes: not behind the session guard.
+fn open_routes() -> ApiRouter<AppState> {
     ApiRouter::new()
         .post("/pubsub/push", push)
-        .get("/v1/sleep-window", sleep_window)
         .get("/openapi.json", openapi)
         .get("/healthz", healthz)
 }
 
-/// The service with the platform layers.
+/// Every route served, documented in [`ApiDoc`].
+pub fn served_routes() -> Vec<(String, String)> {
+    let mut all = data_routes().routes();
+    all.extend(open_routes().routes());
+    all
+}
+
+/// The service with the platform layers (tests; `run` serves [`guarded_app`]).
 pub fn app(state: AppState, request_timeout: Duration) -> Router {
-    common::http::platform(routes().into_router().with_state(state), request_timeout)
+    guarded_app(state, request_timeout, None)
+}
+
+/// The service with `/v1/sleep-window` behind the guard and the push route beside it.
+pub fn guarded_app(
+    state: AppState,
+    request_timeout: Duration,
+    guard: Option<common::guard::Guard>,
+) -> Router {
+    let data = data_routes().into_router().with_state(state.clone());
+    let data = match guard {
+        Some(guard) => guard.protect(data),
+        None => data,
+    };
+    let open = open_routes().into_router().with_state(state);
+    common::http::platform(data.merge(open), request_timeout)
 }
 
 #[derive(OpenApi)]
