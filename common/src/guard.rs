@@ -230,6 +230,15 @@ async fn guard_request(State(guard): State<Guard>, mut req: Request, next: Next)
     }
 }
 
+/// `router` behind `guard` when there is one (services), as it is when not (tests driving
+/// the routes directly).
+pub fn protect(router: Router, guard: Option<Guard>) -> Router {
+    match guard {
+        Some(guard) => guard.protect(router),
+        None => router,
+    }
+}
+
 /// The token of an `Authorization: Bearer` header.
 pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers

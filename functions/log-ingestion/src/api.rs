@@ -154,13 +154,7 @@ pub fn guarded_app(
         .into_router()
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
         .with_state(state);
-    common::http::platform(
-        match guard {
-            Some(guard) => guard.protect(router),
-            None => router,
-        },
-        request_timeout,
-    )
+    common::http::platform(common::guard::protect(router, guard), request_timeout)
 }
 
 #[derive(OpenApi)]

@@ -188,11 +188,7 @@ pub fn guarded_app(
     request_timeout: Duration,
     guard: Option<common::guard::Guard>,
 ) -> Router {
-    let data = data_routes().into_router().with_state(state.clone());
-    let data = match guard {
-        Some(guard) => guard.protect(data),
-        None => data,
-    };
+    let data = common::guard::protect(data_routes().into_router().with_state(state.clone()), guard);
     let open = open_routes().into_router().with_state(state);
     common::http::platform(data.merge(open), request_timeout)
 }

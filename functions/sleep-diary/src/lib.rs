@@ -172,11 +172,7 @@ pub fn guarded_app(
     guard: Option<common::guard::Guard>,
 ) -> Router {
     let router = routes().into_router().with_state(state);
-    let router = match guard {
-        Some(guard) => guard.protect(router),
-        None => router,
-    };
-    common::http::platform(router, request_timeout)
+    common::http::platform(common::guard::protect(router, guard), request_timeout)
 }
 
 #[derive(OpenApi)]
