@@ -68,6 +68,35 @@ def _env_vars(container: dict) -> list[dict]:
     return out
 
 
+def _volumes(template: dict) -> list[dict]:
+    """Secret volumes in Cloud Run's YAML form (item key = secret version)."""
+    out = []
+    for v in template.get("volumes", []):
+        s = first(v.get("secret"))
+        out.append({
+            "name": v.get("name"),
+            "secret": {
+                "secretName": render(s.get("secret")),
+                "defaultMode": s.get("default_mode"),
+                "items": [{"key": str(i.get("version")), "path": str(i.get("path"))} for i in s.get("items", [])],
+            },
+        })
+    return out
+
+
+def _mounts(container: dict) -> list[dict]:
+    return [{"name": m.get("name"), "mountPath": m.get("mount_path"), "readOnly": True} for m in container.get("volume_mounts", [])]
+
+
+def _with_volumes(spec: dict, template: dict, container_spec: dict, container: dict) -> dict:
+    """Adds volumes and mounts only where there are any, so other files keep their form."""
+    if template.get("volumes"):
+        spec["volumes"] = _volumes(template)
+    if container.get("volume_mounts"):
+        container_spec["volumeMounts"] = _mounts(container)
+    return spec
+
+
 _INGRESS = {
     "INGRESS_TRAFFIC_ALL": "all",
     "INGRESS_TRAFFIC_INTERNAL_ONLY": "internal",
@@ -88,6 +117,24 @@ def knative_service(env: Environment, r) -> dict:
     }
     if a.get("invoker_iam_disabled"):
         annotations["run.googleapis.com/invoker-iam-disabled"] = "true"
+    container_spec = {
+        "image": render(c.get("image")),
+        "ports": [{"name": "http1", "containerPort": first(c.get("ports")).get("container_port", 8080)}],
+        "env": _env_vars(c),
+        "resources": {"limits": render(res.get("limits", {}))},
+        "startupProbe": {
+            "tcpSocket": {"port": first(probe.get("tcp_socket")).get("port")},
+            "periodSeconds": probe.get("period_seconds"),
+            "failureThreshold": probe.get("failure_threshold"),
+        },
+    }
+    pod_spec = {
+        "containerConcurrency": t.get("max_instance_request_concurrency"),
+        "timeoutSeconds": int(str(t.get("timeout", "300s")).rstrip("s")),
+        "serviceAccountName": render(t.get("service_account")),
+        "containers": [container_spec],
+    }
+    _with_volumes(pod_spec, t, container_spec, c)
     return {
         "apiVersion": "serving.knative.dev/v1",
         "kind": "Service",
@@ -110,22 +157,7 @@ def knative_service(env: Environment, r) -> dict:
                         "run.googleapis.com/vpc-access-egress": "all-traffic" if vpc.get("egress") == "ALL_TRAFFIC" else "private-ranges-only",
                     },
                 },
-                "spec": {
-                    "containerConcurrency": t.get("max_instance_request_concurrency"),
-                    "timeoutSeconds": int(str(t.get("timeout", "300s")).rstrip("s")),
-                    "serviceAccountName": render(t.get("service_account")),
-                    "containers": [{
-                        "image": render(c.get("image")),
-                        "ports": [{"name": "http1", "containerPort": first(c.get("ports")).get("container_port", 8080)}],
-                        "env": _env_vars(c),
-                        "resources": {"limits": render(res.get("limits", {}))},
-                        "startupProbe": {
-                            "tcpSocket": {"port": first(probe.get("tcp_socket")).get("port")},
-                            "periodSeconds": probe.get("period_seconds"),
-                            "failureThreshold": probe.get("failure_threshold"),
-                        },
-                    }],
-                },
+                "spec": pod_spec,
             },
             "traffic": [{"percent": 100, "latestRevision": True}],
         },
@@ -138,6 +170,18 @@ def knative_job(env: Environment, r) -> dict:
     t = first(outer.get("template"))
     c = first(t.get("containers"))
     vpc = first(t.get("vpc_access"))
+    container_spec = {
+        "image": render(c.get("image")),
+        "env": _env_vars(c),
+        "resources": {"limits": render(first(c.get("resources")).get("limits", {}))},
+    }
+    task_spec = {
+        "maxRetries": t.get("max_retries"),
+        "timeoutSeconds": int(str(t.get("timeout")).rstrip("s")),
+        "serviceAccountName": render(t.get("service_account")),
+        "containers": [container_spec],
+    }
+    _with_volumes(task_spec, t, container_spec, c)
     return {
         "apiVersion": "run.googleapis.com/v1",
         "kind": "Job",
@@ -159,16 +203,7 @@ def knative_job(env: Environment, r) -> dict:
                     "taskCount": outer.get("task_count"),
                     "parallelism": outer.get("parallelism"),
                     "template": {
-                        "spec": {
-                            "maxRetries": t.get("max_retries"),
-                            "timeoutSeconds": int(str(t.get("timeout")).rstrip("s")),
-                            "serviceAccountName": render(t.get("service_account")),
-                            "containers": [{
-                                "image": render(c.get("image")),
-                                "env": _env_vars(c),
-                                "resources": {"limits": render(first(c.get("resources")).get("limits", {}))},
-                            }],
-                        },
+                        "spec": task_spec,
                     },
                 },
             },
@@ -304,6 +339,10 @@ def secret_keys(env: Environment) -> dict:
             if "value_source" in e:
                 ref = first(first(e["value_source"]).get("secret_key_ref"))
                 users.setdefault(ref.get("secret"), []).append(f'{f["name"]} ({ref.get("version")})')
+        for v in t.get("volumes", []):
+            s = first(v.get("secret"))
+            versions = ", ".join(str(i.get("version")) for i in s.get("items", []))
+            users.setdefault(render(s.get("secret")), []).append(f'{f["name"]} (files: {versions})')
     secrets = []
     for s in env.of_type("google_secret_manager_secret"):
         a = s.attrs

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+import envwiring
 from model import Environment, first
 from tfeval import Unknown, render
 
@@ -140,6 +141,10 @@ def memorystore(env: Environment, _):
     redis = env.of_type("google_redis_instance")
     if not redis:
         return ["no Memorystore instance"]
+    # The session and rate-limit Lua scripts touch several keys at once, which Redis Cluster
+    # refuses across slots: one primary (Memorystore for Redis, Standard tier) only.
+    for r in env.of_type("google_redis_cluster"):
+        out.append(f"{r.address}: Redis Cluster; the Lua scripts need a single primary")
     for r in redis:
         a = r.attrs
         if a.get("tier") != "STANDARD_HA":
@@ -308,14 +313,36 @@ def secrets(env: Environment, _):
     return out
 
 
-def pubsub_oidc(env: Environment, _):
+def _routes(crate: Path) -> set[str]:
+    """Paths the crate routes POST requests to (`.post("/path", handler)`)."""
+    found: set[str] = set()
+    for path in envwiring.rust_files(crate):
+        found.update(re.findall(r'\.post\(\s*"(/[^"]*)"', envwiring.strip_tests(path.read_text())))
+    return found
+
+
+def pubsub_oidc(env: Environment, ctx):
     out = []
+    services = {f["name"]: f for f in env.functions() if f["kind"] == "push-service"}
     for s in env.of_type("google_pubsub_subscription"):
         push = first(s.attrs.get("push_config"))
         if not push:
             continue
-        if not first(push.get("oidc_token")).get("service_account_email"):
+        oidc = first(push.get("oidc_token"))
+        if not oidc.get("service_account_email"):
             out.append(f"{s.address}: push without an OIDC token")
+        # The service must serve the push path and expect exactly this audience and signer.
+        fn = render(s.attrs.get("labels", {})).get("function")
+        if fn in services:
+            endpoint = str(render(push.get("push_endpoint")))
+            path = "/" + endpoint.rsplit("}", 1)[-1].lstrip("/") if "}" in endpoint else "/" + endpoint.split("/", 3)[-1]
+            if path not in _routes(Path(ctx["sources"]) / "functions" / fn):
+                out.append(f"{s.address}: pushes to {path}, which functions/{fn} does not route")
+            plain = {e.get("name"): e.get("value") for e in _container(services[fn]).get("env", []) if "value_source" not in e}
+            if render(plain.get("PUSH_AUDIENCE")) != render(oidc.get("audience")):
+                out.append(f"{s.address}: token audience {render(oidc.get('audience'))} is not the PUSH_AUDIENCE {render(plain.get('PUSH_AUDIENCE'))} of {fn}")
+            if render(plain.get("PUSH_SERVICE_ACCOUNT")) != render(oidc.get("service_account_email")):
+                out.append(f"{s.address}: token signer {render(oidc.get('service_account_email'))} is not the PUSH_SERVICE_ACCOUNT of {fn}")
         dl = first(s.attrs.get("dead_letter_policy"))
         if not dl.get("dead_letter_topic"):
             out.append(f"{s.address}: push subscription without dead-letter topic")
@@ -424,24 +451,90 @@ def cloud_armor(env: Environment, _):
     return out
 
 
+# Bucket purpose label -> (storage class or None for any, days after which objects are deleted)
+BUCKETS = {
+    "log-archive": ("NEARLINE", 365),
+    "backup-drill": (None, 30),
+}
+# A replaced or deleted version may outlive its object by at most this many days.
+NONCURRENT_DAYS_MAX = 7
+
+
 def storage(env: Environment, _):
     out = []
     buckets = env.of_type("google_storage_bucket")
-    if not buckets:
-        return ["no archive bucket"]
+    purposes = {render(b.attrs.get("labels", {})).get("purpose") for b in buckets}
+    for purpose in BUCKETS:
+        if purpose not in purposes:
+            out.append(f"no bucket labelled purpose={purpose}")
     for b in buckets:
         a = b.attrs
-        if a.get("storage_class") != "NEARLINE":
-            out.append(f"{b.address}: storage class {a.get('storage_class')}, archive is Nearline")
+        purpose = render(a.get("labels", {})).get("purpose")
+        if purpose not in BUCKETS:
+            out.append(f"{b.address}: purpose label {purpose!r} is none of {sorted(BUCKETS)}")
+            continue
+        storage_class, days = BUCKETS[purpose]
+        if storage_class and a.get("storage_class") != storage_class:
+            out.append(f"{b.address}: storage class {a.get('storage_class')}, {purpose} is {storage_class.title()}")
         if a.get("uniform_bucket_level_access") is not True:
             out.append(f"{b.address}: uniform bucket-level access is off")
         if a.get("public_access_prevention") != "enforced":
             out.append(f"{b.address}: public access prevention not enforced")
         if not first(a.get("encryption")).get("default_kms_key_name"):
             out.append(f"{b.address}: no CMEK")
-        ages = [first(r.get("condition")).get("age") for r in a.get("lifecycle_rule", []) if first(r.get("action")).get("type") == "Delete"]
-        if 365 not in ages:
-            out.append(f"{b.address}: no lifecycle deletion after one year (365 days), has {ages}")
+        rules = [(first(r.get("condition")), first(r.get("action")).get("type")) for r in a.get("lifecycle_rule", [])]
+        ages = [c.get("age") for c, action in rules if action == "Delete" and c.get("age") is not None]
+        if ages != [days]:
+            out.append(f"{b.address}: objects must be deleted after {days} days by one lifecycle rule, has {ages}")
+        if first(a.get("versioning")).get("enabled") is not True:
+            out.append(f"{b.address}: versioning is off")
+        noncurrent = [c.get("days_since_noncurrent_time") for c, action in rules if action == "Delete" and c.get("days_since_noncurrent_time") is not None]
+        if not noncurrent or min(noncurrent) > NONCURRENT_DAYS_MAX:
+            out.append(f"{b.address}: noncurrent versions must be deleted within {NONCURRENT_DAYS_MAX} days, has {noncurrent}")
+    return out
+
+
+def _container(f) -> dict:
+    t = first(f["resource"].attrs.get("template"))
+    if f["kind"] == "job":
+        t = first(t.get("template"))
+    return first(t.get("containers"))
+
+
+def env_wiring(env: Environment, ctx):
+    """Every variable a function's code reads is set for it (secrets by reference), or named
+    with its reason in envwiring.NOT_SET; nothing is set that its code does not read."""
+    out = []
+    sources = Path(ctx["sources"])
+    deployed = {f["name"]: f for f in env.functions()}
+    crates = envwiring.deployed_crates(sources)
+    for crate in crates:
+        if crate not in deployed and crate not in envwiring.LOCAL_ONLY_CRATES:
+            out.append(f"functions/{crate} is deployed by no Terraform and not listed as local-only")
+    read_anywhere: set[str] = set()
+    for name, f in sorted(deployed.items()):
+        if name not in crates:
+            out.append(f"{name}: no crate functions/{name}")
+            continue
+        reads, secret_names = envwiring.function_config(sources, name)
+        read_anywhere |= set(reads)
+        entries = _container(f).get("env", [])
+        names = [e.get("name") for e in entries]
+        for dup in sorted({n for n in names if names.count(n) > 1}):
+            out.append(f"{name}: {dup} is set twice")
+        plain = {e.get("name") for e in entries if "value_source" not in e}
+        for var, where in sorted(reads.items()):
+            if var not in names and var not in envwiring.NOT_SET:
+                out.append(f"{name}: {var} (read in {where}) is not set")
+            if var in secret_names and var in plain:
+                out.append(f"{name}: {var} is a secret but set as a plain value; use a Secret Manager reference")
+        for var in sorted(set(names) - set(reads)):
+            if var not in envwiring.SET_UNREAD:
+                out.append(f"{name}: {var} is set but functions/{name} reads no such variable")
+        for var in sorted(set(names) & set(envwiring.NOT_SET)):
+            out.append(f"{name}: {var} is set, but envwiring.NOT_SET says it stays unset ({envwiring.NOT_SET[var]})")
+    for var in sorted(set(envwiring.NOT_SET) - read_anywhere):
+        out.append(f"envwiring.NOT_SET names {var}, which no deployed function reads")
     return out
 
 
@@ -547,21 +640,22 @@ CONTROLS = [
     ("IAM-NO-PRIMITIVE-ROLES", "no owner/editor/viewer roles", iam_primitive),
     ("IAM-DESIGN-TABLE", "IAM as in the design's table", iam_design),
     ("SECRETS-FIVE-CMEK-AUDITED", "the five secrets, regional CMEK replicas, API-only access, audited", secrets),
-    ("PUBSUB-PUSH-OIDC-DLQ", "push subscriptions carry OIDC tokens and dead-letter after 5 attempts", pubsub_oidc),
+    ("PUBSUB-PUSH-OIDC-DLQ", "push subscriptions carry OIDC tokens the service checks, reach a served route, and dead-letter after 5 attempts", pubsub_oidc),
     ("PUBSUB-TOPICS", "the four topics with dead-letter topics, CMEK, regional storage", pubsub_topics),
     ("FIREWALL-443-EGRESS-ALLOWLIST", "ingress 443 only, SSH/RDP denied, egress allow-list, NAT static IP", firewall),
     ("LB-HTTPS-URL-MAP", "HTTPS 443 only, TLS 1.2 policy, Cloud Armor on every backend, the URL map", load_balancer),
     ("ARMOR-OWASP-RATE-BAN", "Cloud Armor OWASP Top 10 rules and a rate-based ban", cloud_armor),
-    ("STORAGE-ARCHIVE", "archive bucket: Nearline, uniform access, CMEK, 1-year lifecycle", storage),
+    ("STORAGE-ARCHIVE", "buckets: uniform access, CMEK, versioned (noncurrent kept at most 7 days); archive Nearline 1 year, backup drill 30 days", storage),
     ("FIRESTORE-PITR-CMEK", "Firestore with PITR, CMEK and delete protection", firestore),
     ("VPC-SC-PERIMETER", "an enforced VPC Service Controls perimeter around the data services", vpc_sc),
     ("MONITORING-ALERTS-BY-SEVERITY", "the six alerts, with severity, critical ones paging on-call", monitoring),
+    ("RUN-ENV-WIRED", "every variable a function's code reads is set for it in Terraform (secrets by Secret Manager reference) or allow-listed with a reason", env_wiring),
     ("SCHEDULER-JOBS", "scheduler/*.yaml name defined jobs, run in UTC, authenticate", scheduler),
 ]
 
 
-def run(env: Environment, scheduler_dir: Path) -> list[dict]:
-    ctx = {"scheduler_dir": scheduler_dir}
+def run(env: Environment, scheduler_dir: Path, sources: Path) -> list[dict]:
+    ctx = {"scheduler_dir": scheduler_dir, "sources": sources}
     results = []
     for cid, title, fn in CONTROLS:
         findings = fn(env, ctx)

@@ -3,7 +3,8 @@
     python3 scripts/evidence/evidence.py generate --out terraform/evidence
     python3 scripts/evidence/evidence.py check
 
-Both read terraform/environments/<env> (staging and production by default) and scheduler/.
+Both read terraform/environments/<env> (staging and production by default), scheduler/ and
+the Rust sources (common/, functions/) for the variables each function reads.
 Both exit 1 when a control fails, naming the control and what is wrong.
 """
 
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("command", choices=["generate", "check"])
     p.add_argument("--terraform", type=Path, default=REPO / "terraform", help="terraform/ directory")
     p.add_argument("--scheduler", type=Path, default=REPO / "scheduler", help="scheduler/ directory")
+    p.add_argument("--sources", type=Path, default=REPO, help="directory holding common/ and functions/ (the Rust sources)")
     p.add_argument("--env", action="append", help="environment (repeatable); default: staging and production")
     p.add_argument("--out", type=Path, help="output directory (generate)")
     args = p.parse_args(argv)
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for env_name in args.env or ["staging", "production"]:
         env = Environment.load(args.terraform, env_name)
-        results = compliance.run(env, args.scheduler)
+        results = compliance.run(env, args.scheduler, args.sources)
         if args.command == "generate":
             artifacts.write_all(env, args.out)
             artifacts.dump_json(args.out / env_name / "artifacts" / "compliance-report.json",

@@ -183,6 +183,7 @@ class Parser:
                 args.append(self.expr())
                 if self.peek("..."):
                     self.eat("...")
+                    args[-1] = ("expand", args[-1])
                 if self.peek(","):
                     self.eat(",")
             self.eat(")")
@@ -316,6 +317,8 @@ def source_of(node) -> str:
         return '"' + "".join(p[1] if p[0] == "lit" else "${" + source_of(p) + "}" for p in node[1]) + '"'
     if kind == "bin":
         return f"{source_of(node[2])} {node[1]} {source_of(node[3])}"
+    if kind == "expand":
+        return f"{source_of(node[1])}..."
     return kind
 
 
@@ -587,7 +590,15 @@ class Instance:
                 if not isinstance(v, Unknown):
                     return v
             return Unknown(source_of(node))
-        args = [self.eval(a, scope) for a in arg_nodes]
+        args = []
+        for a in arg_nodes:
+            if a[0] == "expand":  # f(list...): the list's elements are the arguments
+                v = self.eval(a[1], scope)
+                if isinstance(v, Unknown):
+                    return Unknown(source_of(node))
+                args.extend(v)
+            else:
+                args.append(self.eval(a, scope))
         if any(isinstance(a, Unknown) for a in args) and name not in ("merge", "concat", "toset", "tolist"):
             return Unknown(source_of(node))
         base = self.src.path
@@ -614,6 +625,10 @@ class Instance:
             "file": lambda p: Path(p if Path(p).is_absolute() else base / p).read_text(),
             "yamldecode": lambda s: yaml.safe_load(s),
             "merge": _merge,
+            "range": lambda *xs: list(range(*(int(x) for x in xs))),
+            "max": lambda *xs: max(xs),
+            "min": lambda *xs: min(xs),
+            "flatten": _flatten,
             "concat": lambda *xs: [x for part in xs for x in (part if isinstance(part, list) else [part])],
         }
         if name not in fns:
@@ -862,6 +877,13 @@ def _merge(*maps):
     for m in maps:
         if isinstance(m, dict):
             out.update(m)
+    return out
+
+
+def _flatten(xs):
+    out = []
+    for x in xs:
+        out.extend(_flatten(x) if isinstance(x, list) else [x])
     return out
 
 

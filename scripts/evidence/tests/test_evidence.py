@@ -73,7 +73,7 @@ MUTATIONS = [
     ("secret_missing", f"{PLATFORM}/locals.tf", '"OPENAI_API_KEY", "MAILGUN_API_KEY"]', '"MAILGUN_API_KEY"]',
      "SECRETS-FIVE-CMEK-AUDITED"),
     ("push_without_oidc", "terraform/modules/push-service/main.tf",
-     "    oidc_token {\n      service_account_email = var.push_service_account_email\n      audience              = module.service.uri\n    }\n",
+     "    oidc_token {\n      service_account_email = var.push_service_account_email\n      audience              = local.push_audience\n    }\n",
      "", "PUBSUB-PUSH-OIDC-DLQ"),
     ("push_endless_retries", f"{PLATFORM}/functions.tf", "max_delivery_attempts      = 5",
      "max_delivery_attempts      = 100", "PUBSUB-PUSH-OIDC-DLQ"),
@@ -92,6 +92,31 @@ MUTATIONS = [
     ("archive_kept_30_days", f"{PLATFORM}/storage.tf", "age = 365", "age = 30", "STORAGE-ARCHIVE"),
     ("archive_public_access", f"{PLATFORM}/storage.tf", 'public_access_prevention    = "enforced"',
      'public_access_prevention    = "inherited"', "STORAGE-ARCHIVE"),
+    ("archive_versions_kept_a_month", f"{PLATFORM}/storage.tf", "days_since_noncurrent_time = 1",
+     "days_since_noncurrent_time = 30", "STORAGE-ARCHIVE"),
+    ("backups_kept_a_year", f"{PLATFORM}/backups.tf", "age = 30", "age = 365", "STORAGE-ARCHIVE"),
+    ("backups_unversioned", f"{PLATFORM}/backups.tf", "versioning {\n    enabled = true",
+     "versioning {\n    enabled = false", "STORAGE-ARCHIVE"),
+    ("backups_without_cmek", f"{PLATFORM}/backups.tf",
+     '  encryption {\n    default_kms_key_name = google_kms_crypto_key.keys["storage"].id\n  }\n', "", "STORAGE-ARCHIVE"),
+    ("push_to_unrouted_path", f"{PLATFORM}/locals.tf", 'path = "/pubsub/push"', 'path = "/pubsub/sleep-log"',
+     "PUBSUB-PUSH-OIDC-DLQ"),
+    ("push_audience_not_told", "terraform/modules/push-service/main.tf",
+     "    PUSH_AUDIENCE        = local.push_audience\n", '    PUSH_AUDIENCE        = "https://example.invalid"\n',
+     "PUBSUB-PUSH-OIDC-DLQ"),
+    ("kms_key_not_wired", f"{PLATFORM}/locals.tf",
+     'kms       = { KMS_KEY_NAME = google_kms_crypto_key.keys["envelope"].id }', "kms       = {}", "RUN-ENV-WIRED"),
+    ("pubsub_project_not_wired", f"{PLATFORM}/locals.tf", "pubsub    = { PUBSUB_PROJECT = var.project_id }",
+     "pubsub    = {}", "RUN-ENV-WIRED"),
+    ("archive_bucket_not_given_to_privacy", f"{PLATFORM}/locals.tf",
+     "      env     = { ARCHIVE_BUCKET = google_storage_bucket.archive.name }\n", "", "RUN-ENV-WIRED"),
+    ("stale_variable_set", f"{PLATFORM}/locals.tf", "        SQL_INSTANCE           = google_sql_database_instance.main.name\n",
+     "        SQL_INSTANCE           = google_sql_database_instance.main.name\n        RPO_SECONDS            = \"3600\"\n",
+     "RUN-ENV-WIRED"),
+    ("secret_given_as_plain_value", f"{PLATFORM}/locals.tf", '    RUST_LOG             = "info"\n',
+     '    RUST_LOG             = "info"\n    REDIS_URL            = "redis://10.0.0.3:6379"\n', "RUN-ENV-WIRED"),
+    ("port_set_by_terraform", f"{PLATFORM}/locals.tf", '    RUST_LOG             = "info"\n',
+     '    RUST_LOG             = "info"\n    PORT                 = "9090"\n', "RUN-ENV-WIRED"),
     ("perimeter_without_sql", f"{PLATFORM}/vpcsc.tf", '    "sqladmin.googleapis.com",\n', "", "VPC-SC-PERIMETER"),
     ("critical_to_slack_only", f"{PLATFORM}/monitoring.tf",
      "CRITICAL = [google_monitoring_notification_channel.pager.id, google_monitoring_notification_channel.slack.id]",
@@ -111,8 +136,9 @@ def copy_tree(tmp: Path) -> Path:
     return tmp
 
 
-def check(root: Path, capsys, env: str = "production") -> tuple[int, str]:
-    rc = evidence.main(["check", "--terraform", str(root / "terraform"), "--scheduler", str(root / "scheduler"), "--env", env])
+def check(root: Path, capsys, env: str = "production", sources: Path = REPO) -> tuple[int, str]:
+    rc = evidence.main(["check", "--terraform", str(root / "terraform"), "--scheduler", str(root / "scheduler"),
+                        "--sources", str(sources), "--env", env])
     return rc, capsys.readouterr().out
 
 

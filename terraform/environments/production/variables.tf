@@ -71,3 +71,28 @@ variable "deletion_protection" {
   type        = bool
   default     = true
 }
+
+variable "jwt_signing_key_version" {
+  description = "JWT_SECRET version auth signs with (see the platform module)."
+  type        = number
+}
+
+variable "jwt_newest_key_version" {
+  description = "Newest JWT_SECRET version every service accepts."
+  type        = number
+}
+
+variable "mailgun_domain" {
+  description = "Mailgun sending domain (EU region)."
+  type        = string
+}
+
+variable "mail_from" {
+  description = "Sender address of auth's e-mails."
+  type        = string
+}
+
+variable "app_link_base" {
+  description = "Base URL of the links in auth's e-mails."
+  type        = string
+}

@@ -39,4 +39,9 @@ module "platform" {
   pagerduty_service_key     = var.pagerduty_service_key
   scheduler_dir             = "${path.root}/../../../scheduler"
   deletion_protection       = var.deletion_protection
+  jwt_signing_key_version   = var.jwt_signing_key_version
+  jwt_newest_key_version    = var.jwt_newest_key_version
+  mailgun_domain            = var.mailgun_domain
+  mail_from                 = var.mail_from
+  app_link_base             = var.app_link_base
 }

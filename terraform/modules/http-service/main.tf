@@ -25,6 +25,25 @@ resource "google_cloud_run_v2_service" "this" {
       egress    = "ALL_TRAFFIC"
     }
 
+    # Secret Manager versions as read-only files, one per version, named by its number.
+    dynamic "volumes" {
+      for_each = var.secret_files
+      content {
+        name = volumes.key
+        secret {
+          secret       = volumes.value.secret
+          default_mode = 292 # 0444
+          dynamic "items" {
+            for_each = volumes.value.versions
+            content {
+              version = items.value
+              path    = items.value
+            }
+          }
+        }
+      }
+    }
+
     containers {
       image = var.image
 
@@ -59,6 +78,14 @@ resource "google_cloud_run_v2_service" "this" {
               version = env.value.version
             }
           }
+        }
+      }
+
+      dynamic "volume_mounts" {
+        for_each = var.secret_files
+        content {
+          name       = volume_mounts.key
+          mount_path = volume_mounts.value.mount_path
         }
       }
 

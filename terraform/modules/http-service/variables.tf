@@ -47,6 +47,16 @@ variable "secret_env" {
   default = {}
 }
 
+variable "secret_files" {
+  description = "Secret Manager versions mounted as files: volume name => { secret = secret id, mount_path = directory, versions = version numbers (each becomes a file named by its number) }."
+  type = map(object({
+    secret     = string
+    mount_path = string
+    versions   = list(string)
+  }))
+  default = {}
+}
+
 variable "behind_load_balancer" {
   description = "True when the external HTTPS load balancer (Cloud Armor) fronts the service: the Cloud Run invoker check is then off and the service authenticates callers itself."
   type        = bool

@@ -47,6 +47,16 @@ variable "secret_env" {
   default = {}
 }
 
+variable "secret_files" {
+  description = "Secret Manager versions mounted as files: volume name => { secret = secret id, mount_path = directory, versions = version numbers (each becomes a file named by its number) }."
+  type = map(object({
+    secret     = string
+    mount_path = string
+    versions   = list(string)
+  }))
+  default = {}
+}
+
 variable "timeout_seconds" {
   description = "Wall-clock limit of one task attempt."
   type        = number

@@ -1,4 +1,7 @@
 # Every function, by kind. Names are the Terraform keys, Cloud Run names and image names.
+# Environment, secret references and secret files come from the tables in locals.tf; the
+# compliance report (control RUN-ENV-WIRED) fails when a variable the function's code reads
+# is not set here, or one is set that no code reads.
 module "http_services" {
   source   = "../http-service"
   for_each = local.http_services
@@ -9,8 +12,9 @@ module "http_services" {
   image                 = "${local.image_base}/${each.key}:${var.image_tag}"
   service_account_email = google_service_account.api.email
   vpc_connector_id      = google_vpc_access_connector.serverless.id
-  env                   = local.common_env
-  secret_env            = { for s in each.value.secrets : s => { secret = google_secret_manager_secret.app[s].secret_id, version = "latest" } }
+  env                   = local.function_env[each.key]
+  secret_env            = local.function_secrets[each.key]
+  secret_files          = local.function_secret_files[each.key]
   behind_load_balancer  = true
   deletion_protection   = var.deletion_protection
   labels                = local.labels
@@ -22,12 +26,14 @@ module "push_services" {
 
   name                       = each.key
   project_id                 = var.project_id
+  project_number             = local.project_number
   region                     = var.region
   image                      = "${local.image_base}/${each.key}:${var.image_tag}"
   service_account_email      = google_service_account.api.email
   vpc_connector_id           = google_vpc_access_connector.serverless.id
-  env                        = local.common_env
-  secret_env                 = { for s in each.value.secrets : s => { secret = google_secret_manager_secret.app[s].secret_id, version = "latest" } }
+  env                        = local.function_env[each.key]
+  secret_env                 = local.function_secrets[each.key]
+  secret_files               = local.function_secret_files[each.key]
   behind_load_balancer       = length(each.value.paths) > 0
   push_service_account_email = google_service_account.pubsub_invoker.email
   max_delivery_attempts      = 5
@@ -52,8 +58,9 @@ module "jobs" {
   image                 = "${local.image_base}/${each.key}:${var.image_tag}"
   service_account_email = google_service_account.api.email
   vpc_connector_id      = google_vpc_access_connector.serverless.id
-  env                   = merge(local.common_env, { ARCHIVE_BUCKET = google_storage_bucket.archive.name }, try(each.value.env, {}))
-  secret_env            = { for s in each.value.secrets : s => { secret = google_secret_manager_secret.app[s].secret_id, version = "latest" } }
+  env                   = local.function_env[each.key]
+  secret_env            = local.function_secrets[each.key]
+  secret_files          = local.function_secret_files[each.key]
   timeout_seconds       = each.value.timeout_seconds
   max_retries           = each.value.max_retries
   deletion_protection   = var.deletion_protection

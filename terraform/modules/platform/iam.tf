@@ -1,6 +1,6 @@
 # IAM as in the design's table; nothing holds a primitive role (owner/editor/viewer).
 #   dta-wide-api   Cloud SQL Client, Secret Accessor (per secret, secrets.tf), Log Writer,
-#                  plus what its stores need: metrics, traces, Firestore, its topics, its bucket,
+#                  plus what its stores need: metrics, traces, Firestore, its topics, its buckets,
 #                  the envelope key, and restoring into the scratch instance (sql.tf). It is the
 #                  only writer of the production database.
 #   db-admin       read-only; database access only through an approved, time-boxed grant.

@@ -6,7 +6,7 @@ locals {
     cloudsql  = "Cloud SQL storage and backups (CMEK)"
     redis     = "Memorystore (CMEK)"
     firestore = "Firestore analysis logs (CMEK)"
-    storage   = "Cloud Storage archive bucket (CMEK)"
+    storage   = "Cloud Storage archive and backup-drill buckets (CMEK)"
     secrets   = "Secret Manager payloads (CMEK)"
     pubsub    = "Pub/Sub messages at rest (CMEK)"
     registry  = "Artifact Registry images (CMEK)"

@@ -85,13 +85,23 @@ resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
   member  = local.pubsub_agent
 }
 
+# Every push subscription of every push function, by its name (push-service names them
+# FUNCTION-KEY).
+locals {
+  push_subscription_names = flatten([
+    for name, svc in local.push_services : [for key, _ in svc.subscriptions : "${name}-${key}"]
+  ])
+}
+
 resource "google_pubsub_subscription_iam_member" "dead_letter_source" {
-  for_each = module.push_services["sleep-analysis"].subscription_ids
+  for_each = toset(local.push_subscription_names)
 
   project      = var.project_id
   subscription = each.value
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_agent
+
+  depends_on = [module.push_services]
 }
 
 resource "google_pubsub_topic_iam_member" "api_publisher" {

@@ -2,12 +2,14 @@
 # NDJSON with a manifest. Nearline, CMEK, uniform access, no public access, deleted after one
 # year by lifecycle.
 #
-# Versioning: off, on purpose. The archiver writes each object once under a new name and never
-# overwrites, so versions would protect nothing it does; they would, however, keep copies of
-# erased data alive after an Art. 17 erasure. Accidental deletes are covered by the 7-day soft
-# delete, tampering by IAM (only the API account writes; nobody else has object write).
+# Versioning: on, and every noncurrent version is deleted one day after it was replaced or
+# deleted. The archiver writes each object once under a new name; versions arise only when a
+# chunk is deleted or rewritten (privacy rewrites the chunks holding an erased user's
+# documents, Art. 17). Recovery from a mistaken delete or overwrite is the 7-day soft delete;
+# the one-day bound keeps an erased user's old chunk from lingering: at most 1 + 7 days, well
+# inside the month Art. 12(3) GDPR allows. On this versioned bucket the 365-day rule makes an
+# object noncurrent, and the noncurrent rule removes it a day later.
 resource "google_storage_bucket" "archive" {
-  #checkov:skip=CKV_GCP_78:versioning off by decision (see above): objects are write-once and versions would outlive Art. 17 erasure
   #checkov:skip=CKV_GCP_62:access is recorded by Cloud Audit Logs data-access logging for storage.googleapis.com (project.tf), which replaces legacy usage logs
   name                        = "${var.project_id}-log-archive"
   project                     = var.project_id
@@ -16,10 +18,10 @@ resource "google_storage_bucket" "archive" {
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
   force_destroy               = false
-  labels                      = local.labels
+  labels                      = merge(local.labels, { purpose = "log-archive" })
 
   versioning {
-    enabled = false
+    enabled = true
   }
 
   encryption {
@@ -39,11 +41,24 @@ resource "google_storage_bucket" "archive" {
     }
   }
 
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 1
+      with_state                 = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
   depends_on = [google_kms_crypto_key_iam_member.service_agents]
 }
 
+# log-archiver writes chunks and manifests, reads them back and deletes a chunk that does not
+# verify; privacy rewrites chunks on erasure: object create/read/delete, no IAM or retention
+# settings (objectUser, not objectAdmin). Both run as the API account.
 resource "google_storage_bucket_iam_member" "archive_api" {
   bucket = google_storage_bucket.archive.name
-  role   = "roles/storage.objectAdmin"
+  role   = "roles/storage.objectUser"
   member = "serviceAccount:${google_service_account.api.email}"
 }

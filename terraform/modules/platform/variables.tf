@@ -97,3 +97,38 @@ variable "deletion_protection" {
   type        = bool
   default     = true
 }
+
+variable "jwt_signing_key_version" {
+  description = "Secret Manager version of JWT_SECRET that auth signs with (its number is the token's kid). Rotation: add a version, raise jwt_newest_key_version and apply (every service accepts it), then raise this and apply (auth signs with it)."
+  type        = number
+  default     = 1
+  validation {
+    condition     = var.jwt_signing_key_version >= 1
+    error_message = "Secret Manager versions start at 1."
+  }
+}
+
+variable "jwt_newest_key_version" {
+  description = "Newest JWT_SECRET version every service accepts: the signing version, or one above it during a rotation."
+  type        = number
+  default     = 1
+  validation {
+    condition     = var.jwt_newest_key_version >= var.jwt_signing_key_version && var.jwt_newest_key_version <= var.jwt_signing_key_version + 1
+    error_message = "The newest accepted version is the signing version or the one after it."
+  }
+}
+
+variable "mailgun_domain" {
+  description = "Mailgun sending domain (EU region) of auth's e-mails; the API key is the MAILGUN_API_KEY secret."
+  type        = string
+}
+
+variable "mail_from" {
+  description = "Sender address of auth's e-mails, on the Mailgun domain."
+  type        = string
+}
+
+variable "app_link_base" {
+  description = "Base URL the links in auth's e-mails point to (the app's verification and reset pages)."
+  type        = string
+}

@@ -1,6 +1,20 @@
 # A Pub/Sub push function: the Cloud Run service plus its push subscriptions. Every push
 # carries an OIDC token of a dedicated account; failures retry with backoff and end in a
 # dead-letter topic after max_delivery_attempts.
+#
+# The token's audience is the service's deterministic URL
+# (https://SERVICE-PROJECT_NUMBER.REGION.run.app, Cloud Run "HTTPS request" docs), known
+# before the service exists, so the service can be told it (PUSH_AUDIENCE) without a cycle.
+# The service verifies audience and signer (PUSH_SERVICE_ACCOUNT) itself, because behind the
+# load balancer Cloud Run's invoker check is off.
+locals {
+  push_audience = "https://${var.name}-${var.project_number}.${var.region}.run.app"
+  env = merge(var.env, {
+    PUSH_AUDIENCE        = local.push_audience
+    PUSH_SERVICE_ACCOUNT = var.push_service_account_email
+  })
+}
+
 module "service" {
   source = "../http-service"
 
@@ -10,8 +24,9 @@ module "service" {
   image                 = var.image
   service_account_email = var.service_account_email
   vpc_connector_id      = var.vpc_connector_id
-  env                   = var.env
+  env                   = local.env
   secret_env            = var.secret_env
+  secret_files          = var.secret_files
   behind_load_balancer  = var.behind_load_balancer
   deletion_protection   = var.deletion_protection
   labels                = var.labels
@@ -41,7 +56,7 @@ resource "google_pubsub_subscription" "push" {
     push_endpoint = "${module.service.uri}${each.value.path}"
     oidc_token {
       service_account_email = var.push_service_account_email
-      audience              = module.service.uri
+      audience              = local.push_audience
     }
     attributes = {
       x-goog-version = "v1"

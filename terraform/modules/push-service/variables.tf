@@ -8,6 +8,11 @@ variable "project_id" {
   type        = string
 }
 
+variable "project_number" {
+  description = "Number of that project; part of the service's deterministic URL, the push token audience."
+  type        = string
+}
+
 variable "region" {
   description = "Region of the service; europe-west3 only."
   type        = string
@@ -43,6 +48,16 @@ variable "secret_env" {
   type = map(object({
     secret  = string
     version = string
+  }))
+  default = {}
+}
+
+variable "secret_files" {
+  description = "Secret Manager versions mounted as files: volume name => { secret = secret id, mount_path = directory, versions = version numbers (each becomes a file named by its number) }."
+  type = map(object({
+    secret     = string
+    mount_path = string
+    versions   = list(string)
   }))
   default = {}
 }
