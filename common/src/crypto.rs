@@ -21,6 +21,9 @@ use std::sync::Arc;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use uuid::Uuid;
 
+#[cfg(feature = "kms")]
+pub mod kms;
+
 /// Length of an AES-256 key.
 pub const KEY_LEN: usize = 32;
 const FORMAT_V1: u8 = 1;
@@ -61,10 +64,9 @@ pub struct Wrapped {
 /// A boxed future, so providers can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Wraps and unwraps data keys. The local key file implements it now; a Cloud KMS provider
-/// (`projects/*/locations/europe-west3/keyRings/*/cryptoKeys/*`, `encrypt`/`decrypt` with the
-/// AAD as `additionalAuthenticatedData`; KMS records the version in its ciphertext) implements
-/// the same trait.
+/// Wraps and unwraps data keys: the local key file ([`LocalKeyFile`]) and, with the `kms`
+/// feature, Cloud KMS (`kms::CloudKms`: `encrypt`/`decrypt` with the AAD as
+/// `additionalAuthenticatedData`; KMS records the version in its ciphertext).
 pub trait KeyProvider: Send + Sync {
     /// Wraps with the primary (newest) version.
     fn wrap<'a>(
@@ -78,8 +80,15 @@ pub trait KeyProvider: Send + Sync {
         wrapped: &'a Wrapped,
         aad: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<u8>, CryptoError>>;
-    /// The version new wraps use.
+    /// The version new wraps use, as far as the provider knows without a call (Cloud KMS: the
+    /// version its last encrypt used, 0 before the first).
     fn primary_version(&self) -> u32;
+    /// The version new wraps use, asking the provider when it must (Cloud KMS decides the
+    /// primary version itself).
+    fn current_version<'a>(&'a self) -> BoxFuture<'a, Result<u32, CryptoError>> {
+        let version = self.primary_version();
+        Box::pin(async move { Ok(version) })
+    }
 }
 
 fn random<const N: usize>() -> Result<[u8; N], CryptoError> {
@@ -318,15 +327,26 @@ pub struct KeyConfig {
     /// (`projects/P/locations/europe-west3/keyRings/R/cryptoKeys/K`).
     #[arg(long, env = "KMS_KEY_NAME")]
     pub kms_key_name: Option<String>,
+    /// Base URL of a Cloud KMS stand-in (tests only); unset in production, where the client
+    /// talks to Cloud KMS with the default credentials.
+    #[arg(long, env = "KMS_ENDPOINT")]
+    pub kms_endpoint: Option<String>,
 }
 
 impl KeyConfig {
-    /// The configured provider.
+    /// The configured provider: the key file locally, Cloud KMS in production. Naming both is
+    /// refused, so a deployment cannot silently wrap with a local key.
     pub fn provider(&self) -> Result<Arc<dyn KeyProvider>, CryptoError> {
         match (&self.data_key_file, &self.kms_key_name) {
-            (Some(path), _) => Ok(Arc::new(LocalKeyFile::load(path)?)),
+            (Some(_), Some(_)) => Err(CryptoError::Provider(
+                "set either DATA_KEY_FILE (local) or KMS_KEY_NAME, not both".into(),
+            )),
+            (Some(path), None) => Ok(Arc::new(LocalKeyFile::load(path)?)),
+            #[cfg(feature = "kms")]
+            (None, Some(name)) => kms::provider(name, self.kms_endpoint.clone()),
+            #[cfg(not(feature = "kms"))]
             (None, Some(_)) => Err(CryptoError::Provider(
-                "the Cloud KMS provider is not built into this release; set DATA_KEY_FILE".into(),
+                "this binary is built without the Cloud KMS provider (feature kms)".into(),
             )),
             (None, None) => Err(CryptoError::Provider(
                 "set DATA_KEY_FILE (local) or KMS_KEY_NAME".into(),
@@ -429,7 +449,7 @@ impl Keyring {
     /// version under the primary one; returns how many. The data keys themselves do not
     /// change, so no field is re-encrypted.
     pub async fn rewrap_all(&self) -> Result<u64, CryptoError> {
-        let primary = i64::from(self.provider.primary_version());
+        let primary = i64::from(self.provider.current_version().await?);
         let rows: Vec<(Uuid, Uuid, String, i64, Vec<u8>)> = sqlx::query_as(
             "SELECT user_id, key_id, kek_id, kek_version, wrapped FROM user_keys WHERE kek_version <> $1",
         )
