@@ -54,9 +54,15 @@ pub async fn connect_with(
         Ok(Err(e)) => return Err(DbError::Connect(e)),
         Err(_) => return Err(DbError::Connect(sqlx::Error::PoolTimedOut)),
     }
+    // No ping before each acquire (sqlx's default): it costs a round trip on every request, and
+    // an await point between taking a connection and using it, where a cancelled request drops
+    // the connection (sqlx `Pool::acquire` docs). A connection that died while idle fails its
+    // query with an I/O error instead, which `is_transient` answers as a retryable 503, and the
+    // pool discards it.
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(timeout)
+        .test_before_acquire(false)
         .connect_lazy_with(options))
 }
 

@@ -147,11 +147,13 @@ async fn create_is_idempotent_on_the_client_id(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(count, 1);
-    // One event for the one change: the replay and the conflict wrote nothing to the outbox.
-    let events: Vec<serde_json::Value> = sqlx::query_scalar("SELECT payload FROM outbox")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    // One event for the one change: the replay and the conflict wrote nothing to the outbox
+    // (the audit trail's events aside).
+    let events: Vec<serde_json::Value> =
+        sqlx::query_scalar("SELECT payload FROM outbox WHERE topic <> 'audit'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["type"], "sleep-log.recorded");
     assert_eq!(events[0]["data"]["summary"]["tib_min"], 420);
@@ -645,4 +647,199 @@ async fn field_encryption_cost_on_the_write_path(pool: PgPool) {
     for (with_comment, rate) in &rates {
         println!("comment encrypted: {with_comment:5}  {rate:.0} creates/s (sequential)");
     }
+}
+
+/// The pool does not ping a connection before handing it out (one round trip less per request).
+/// A connection that died while idle must then cost at most a retryable 503, never a 500, and
+/// the pool must replace it so the next request succeeds.
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn a_connection_killed_while_idle_answers_503_then_the_pool_recovers(pool: PgPool) {
+    let options = (*pool.connect_options())
+        .clone()
+        .application_name("diary-idle-kill");
+    let one = common::db::connect_with(options, 1, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let s = state(one);
+    let (status, _, _) = call(
+        &s,
+        "POST",
+        "/v1/sleep-logs",
+        Some(testkit::user(&pool).await),
+        Some(spring_night(Uuid::new_v4())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = 'diary-idle-kill' AND datname = current_database()) t",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(killed, 1, "the pool's one idle connection was terminated");
+
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let (status, ctype, body) = call(
+            &s,
+            "POST",
+            "/v1/sleep-logs",
+            Some(testkit::user(&pool).await),
+            Some(spring_night(Uuid::new_v4())),
+        )
+        .await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(ctype, "application/problem+json");
+            assert_eq!(body["code"], "unavailable");
+        }
+        statuses.push(status.as_u16());
+        if status == StatusCode::CREATED {
+            break;
+        }
+    }
+    assert!(
+        statuses == [201] || statuses == [503, 201],
+        "at most one retryable 503, then a fresh connection: {statuses:?}"
+    );
+}
+
+/// The audit events in the outbox, oldest first, as (action, function, object id, subject).
+async fn audit_events(pool: &PgPool) -> Vec<(String, String, Option<String>, String)> {
+    let rows: Vec<Value> =
+        sqlx::query_scalar("SELECT payload FROM outbox WHERE topic = 'audit' ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    rows.iter()
+        .map(|p| {
+            assert_eq!(p["type"], "audit.recorded");
+            assert_eq!(p["version"], 1);
+            let d = &p["data"];
+            assert_eq!(d["actor_ref"], d["subject_ref"]);
+            (
+                d["action"].as_str().unwrap().to_owned(),
+                d["function"].as_str().unwrap().to_owned(),
+                d["object_id"].as_str().map(str::to_owned),
+                d["subject_ref"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn every_read_and_change_leaves_one_audit_event_with_ids_only(pool: PgPool) {
+    let s = state(pool.clone());
+    let user = testkit::user(&pool).await;
+    let id = Uuid::new_v4();
+    let mut night = spring_night(id);
+    night["comment"] = json!("bad dreams about work");
+    let (status, _, _) = call(
+        &s,
+        "POST",
+        "/v1/sleep-logs",
+        Some(user),
+        Some(night.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let one = format!("/v1/sleep-logs/{id}");
+    assert_eq!(
+        call(&s, "GET", &one, Some(user), None).await.0,
+        StatusCode::OK
+    );
+    let (status, _, list) = call(
+        &s,
+        "GET",
+        "/v1/sleep-logs?from=2025-03-01&to=2025-03-31",
+        Some(user),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, list.as_array().map(Vec::len)),
+        (StatusCode::OK, Some(1))
+    );
+    night["quality"] = json!(4);
+    assert_eq!(
+        call(&s, "PUT", &one, Some(user), Some(night)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&s, "DELETE", &one, Some(user), None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    // Reads that find nothing read nothing: another user's id, an empty range.
+    let other = testkit::user(&pool).await;
+    assert_eq!(
+        call(&s, "GET", &one, Some(other), None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, _, empty) = call(
+        &s,
+        "GET",
+        "/v1/sleep-logs?from=2025-03-01&to=2025-03-31",
+        Some(other),
+        None,
+    )
+    .await;
+    assert_eq!(empty, json!([]));
+
+    let pseudonym = common::events::pseudonym(user);
+    let id = Some(id.to_string());
+    let f = "sleep-diary".to_owned();
+    assert_eq!(
+        audit_events(&pool).await,
+        vec![
+            (
+                "sleep-log.created".into(),
+                f.clone(),
+                id.clone(),
+                pseudonym.clone()
+            ),
+            (
+                "sleep-log.read".into(),
+                f.clone(),
+                id.clone(),
+                pseudonym.clone()
+            ),
+            ("sleep-log.read".into(), f.clone(), None, pseudonym.clone()),
+            (
+                "sleep-log.updated".into(),
+                f.clone(),
+                id.clone(),
+                pseudonym.clone()
+            ),
+            ("sleep-log.deleted".into(), f, id, pseudonym),
+        ]
+    );
+    // Ids only: neither the user id nor any of the entry's content is in an audit event.
+    let text: String = sqlx::query_scalar(
+        "SELECT coalesce(string_agg(payload::text, ' '), '') FROM outbox WHERE topic = 'audit'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(!text.contains(&user.to_string()));
+    assert!(!text.contains("bad dreams") && !text.contains("Europe/Berlin"));
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn a_create_without_consent_leaves_no_audit_event(pool: PgPool) {
+    let s = state(pool.clone());
+    let user = testkit::user_without_consent(&pool).await;
+    let (status, _, p) = call(
+        &s,
+        "POST",
+        "/v1/sleep-logs",
+        Some(user),
+        Some(spring_night(Uuid::new_v4())),
+    )
+    .await;
+    assert_eq!(
+        (status, p["field"].as_str()),
+        (StatusCode::FORBIDDEN, Some("intended_use"))
+    );
+    assert_eq!(audit_events(&pool).await, vec![]);
 }
