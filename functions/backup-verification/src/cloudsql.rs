@@ -1,6 +1,7 @@
-//! The production check against the Cloud SQL Admin API: the newest successful backup is
-//! younger than the limit, 30 backups are retained, point-in-time recovery is on with 7 days of
-//! transaction logs.
+//! The production path through the Cloud SQL Admin API v1: the check (the newest successful
+//! backup is younger than the limit, 30 backups are retained, point-in-time recovery is on with
+//! 7 days of transaction logs), then the restore of that backup run into the scratch instance
+//! (`instances.restoreBackup`), followed with `operations.get` until it is done.
 
 use std::future::Future;
 
@@ -51,7 +52,61 @@ pub struct BackupRun {
 #[error("cloud sql admin api: {0}")]
 pub struct AdminError(pub String);
 
-/// The two Admin API reads the check needs.
+/// A long-running Admin API operation (`sql#operation`), as `instances.restoreBackup` and
+/// `operations.get` answer it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    /// The operation's name (the id `operations.get` takes).
+    pub name: String,
+    /// `PENDING`, `RUNNING` or `DONE` (`SQL_OPERATION_STATUS_UNSPECIFIED` otherwise).
+    #[serde(default)]
+    pub status: String,
+    /// `RESTORE_VOLUME` for a restore.
+    #[serde(default)]
+    pub operation_type: Option<String>,
+    /// Set when the operation failed.
+    #[serde(default)]
+    pub error: Option<OperationErrors>,
+}
+
+/// `sql#operationErrors`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct OperationErrors {
+    /// The errors.
+    #[serde(default)]
+    pub errors: Vec<OperationError>,
+}
+
+/// `sql#operationError`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct OperationError {
+    /// Error code, e.g. `INTERNAL_ERROR`.
+    #[serde(default)]
+    pub code: String,
+    /// Human-readable message.
+    #[serde(default)]
+    pub message: String,
+}
+
+impl Operation {
+    /// Why the operation failed, when it carries errors.
+    pub fn failure(&self) -> Option<String> {
+        let errors = &self.error.as_ref()?.errors;
+        if errors.is_empty() {
+            return Some("an error without details".to_owned());
+        }
+        Some(
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.code, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    }
+}
+
+/// The Admin API calls the production path needs.
 pub trait CloudSqlAdmin {
     /// `instances.get` → `settings.backupConfiguration`.
     fn backup_configuration(
@@ -59,6 +114,15 @@ pub trait CloudSqlAdmin {
     ) -> impl Future<Output = Result<BackupConfiguration, AdminError>> + Send;
     /// `backupRuns.list`, newest first.
     fn backup_runs(&self) -> impl Future<Output = Result<Vec<BackupRun>, AdminError>> + Send;
+    /// `instances.restoreBackup` on `target`: overwrites it with backup run `backup_run_id` of
+    /// the source instance.
+    fn restore_backup(
+        &self,
+        backup_run_id: &str,
+        target: &str,
+    ) -> impl Future<Output = Result<Operation, AdminError>> + Send;
+    /// `operations.get`.
+    fn operation(&self, name: &str) -> impl Future<Output = Result<Operation, AdminError>> + Send;
 }
 
 /// Findings of the managed-backup check.
@@ -136,6 +200,81 @@ pub async fn verify(
     Ok(check(&config, &runs, now, max_age))
 }
 
+/// How the restore into the scratch instance runs.
+#[derive(Debug, Clone)]
+pub struct RestoreSettings {
+    /// The scratch instance the backup is restored into (never the source).
+    pub scratch_instance: String,
+    /// The restore fails when its operation is not done by then.
+    pub deadline: std::time::Duration,
+    /// Pause between two `operations.get`.
+    pub poll: std::time::Duration,
+}
+
+/// A restore that finished.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restored {
+    /// The operation's name.
+    pub operation: String,
+    /// From the `restoreBackup` call to the operation's `DONE`.
+    pub elapsed: std::time::Duration,
+}
+
+/// Restores `run` into the scratch instance and follows the operation until it is `DONE`.
+/// Fails with the operation's error, or when the deadline passes first (a request still
+/// waiting for an answer at the deadline counts as not done).
+pub async fn restore(
+    admin: &impl CloudSqlAdmin,
+    run: &BackupRun,
+    settings: &RestoreSettings,
+) -> Result<Restored, AdminError> {
+    let started = tokio::time::Instant::now();
+    let deadline = started + settings.deadline;
+    let late = |name: &str| {
+        AdminError(format!(
+            "restore of backup run {} into {} not done within the deadline of {} s{}",
+            run.id,
+            settings.scratch_instance,
+            settings.deadline.as_secs(),
+            if name.is_empty() {
+                String::new()
+            } else {
+                format!(" (operation {name})")
+            }
+        ))
+    };
+    if settings.scratch_instance.is_empty() {
+        return Err(AdminError("no scratch instance to restore into".into()));
+    }
+    let mut op = tokio::time::timeout_at(
+        deadline,
+        admin.restore_backup(&run.id, &settings.scratch_instance),
+    )
+    .await
+    .map_err(|_| late(""))??;
+    loop {
+        if let Some(reason) = op.failure() {
+            return Err(AdminError(format!(
+                "restore of backup run {} into {} failed (operation {}): {reason}",
+                run.id, settings.scratch_instance, op.name
+            )));
+        }
+        if op.status == "DONE" {
+            return Ok(Restored {
+                operation: op.name,
+                elapsed: started.elapsed(),
+            });
+        }
+        if tokio::time::Instant::now() + settings.poll >= deadline {
+            return Err(late(&op.name));
+        }
+        tokio::time::sleep(settings.poll).await;
+        op = tokio::time::timeout_at(deadline, admin.operation(&op.name))
+            .await
+            .map_err(|_| late(&op.name))??;
+    }
+}
+
 /// The Admin API over REST with the job's service account (metadata-server token).
 #[derive(Debug, Clone)]
 pub struct RestAdmin {
@@ -156,40 +295,67 @@ pub const METADATA_TOKEN_URL: &str =
     "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token";
 
 impl RestAdmin {
-    async fn get(&self, path: &str) -> Result<serde_json::Value, AdminError> {
-        let url = format!(
-            "{}/v1/projects/{}/instances/{}{path}",
+    fn url(&self, path: &str) -> String {
+        format!(
+            "{}/v1/projects/{}{path}",
             self.endpoint.trim_end_matches('/'),
-            self.project,
-            self.instance
-        );
-        let mut request = self.http.get(&url);
-        if let Some(token_url) = &self.token_url {
-            #[derive(Deserialize)]
-            struct Token {
-                access_token: String,
-            }
-            let token: Token = self
-                .http
-                .get(token_url)
-                .header("Metadata-Flavor", "Google")
-                .send()
-                .await
-                .and_then(|r| r.error_for_status())
-                .map_err(|e| AdminError(format!("token: {e}")))?
-                .json()
-                .await
-                .map_err(|e| AdminError(format!("token: {e}")))?;
-            request = request.bearer_auth(token.access_token);
+            self.project
+        )
+    }
+
+    async fn authorised(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, AdminError> {
+        let Some(token_url) = &self.token_url else {
+            return Ok(request);
+        };
+        #[derive(Deserialize)]
+        struct Token {
+            access_token: String,
         }
-        request
+        let token: Token = self
+            .http
+            .get(token_url)
+            .header("Metadata-Flavor", "Google")
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|e| AdminError(format!("GET {path}: {e}")))?
+            .map_err(|e| AdminError(format!("token: {e}")))?
             .json()
             .await
-            .map_err(|e| AdminError(format!("GET {path}: {e}")))
+            .map_err(|e| AdminError(format!("token: {e}")))?;
+        Ok(request.bearer_auth(token.access_token))
+    }
+
+    /// Sends, and on an error status names the API's own message (`{"error":{"message"}}`).
+    async fn send(
+        &self,
+        what: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<serde_json::Value, AdminError> {
+        let response = self
+            .authorised(request)
+            .await?
+            .send()
+            .await
+            .map_err(|e| AdminError(format!("{what}: {e}")))?;
+        let status = response.status();
+        let body: serde_json::Value = response
+            .json()
+            .await
+            .map_err(|e| AdminError(format!("{what}: {status}: {e}")))?;
+        if !status.is_success() {
+            let message = body["error"]["message"].as_str().unwrap_or("no message");
+            return Err(AdminError(format!("{what}: {status}: {message}")));
+        }
+        Ok(body)
+    }
+
+    async fn get(&self, path: &str) -> Result<serde_json::Value, AdminError> {
+        let path = format!("/instances/{}{path}", self.instance);
+        self.send(&format!("GET {path}"), self.http.get(self.url(&path)))
+            .await
     }
 }
 
@@ -204,6 +370,42 @@ impl CloudSqlAdmin for RestAdmin {
         let list = self.get("/backupRuns?maxResults=50").await?;
         serde_json::from_value(list.get("items").cloned().unwrap_or(serde_json::json!([])))
             .map_err(|e| AdminError(format!("backupRuns: {e}")))
+    }
+
+    async fn restore_backup(
+        &self,
+        backup_run_id: &str,
+        target: &str,
+    ) -> Result<Operation, AdminError> {
+        if target == self.instance {
+            return Err(AdminError(format!(
+                "refusing to restore into the source instance {target}"
+            )));
+        }
+        let path = format!("/instances/{target}/restoreBackup");
+        // InstancesRestoreBackupRequest: `backupRunId` is an int64, which the JSON mapping
+        // writes as a string (Cloud SQL Admin API v1, RestoreBackupContext).
+        let body = serde_json::json!({"restoreBackupContext": {
+            "kind": "sql#restoreBackupContext",
+            "backupRunId": backup_run_id,
+            "project": self.project,
+            "instanceId": self.instance,
+        }});
+        let op = self
+            .send(
+                &format!("POST {path}"),
+                self.http.post(self.url(&path)).json(&body),
+            )
+            .await?;
+        serde_json::from_value(op).map_err(|e| AdminError(format!("restoreBackup: {e}")))
+    }
+
+    async fn operation(&self, name: &str) -> Result<Operation, AdminError> {
+        let path = format!("/operations/{name}");
+        let op = self
+            .send(&format!("GET {path}"), self.http.get(self.url(&path)))
+            .await?;
+        serde_json::from_value(op).map_err(|e| AdminError(format!("operations.get: {e}")))
     }
 }
 

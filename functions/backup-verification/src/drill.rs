@@ -142,7 +142,7 @@ const TABLES_SQL: &str = "SELECT quote_ident(table_schema) || '.' || quote_ident
      WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')
      ORDER BY 1";
 
-const FOREIGN_KEYS_SQL: &str = "SELECT count(*) FROM pg_constraint WHERE contype = 'f'";
+pub(crate) const FOREIGN_KEYS_SQL: &str = "SELECT count(*) FROM pg_constraint WHERE contype = 'f'";
 
 /// The figures of one table. The name comes from the catalog, quoted by `quote_ident`, never
 /// from input, which is why it may be spliced into the statement.
@@ -152,7 +152,7 @@ async fn table_stat(conn: &mut PgConnection, table: &str) -> Result<TableStat, s
     Ok(TableStat { rows, checksum })
 }
 
-async fn tables(conn: &mut PgConnection) -> Result<Vec<String>, sqlx::Error> {
+pub(crate) async fn tables(conn: &mut PgConnection) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(TABLES_SQL).fetch_all(conn).await
 }
 
@@ -332,6 +332,16 @@ pub struct Verification {
     pub rows: i64,
     /// Dump size.
     pub bytes: u64,
+    /// The Admin API's restore operation (the managed path).
+    pub restore_operation: Option<String>,
+    /// Erased subjects in the live ledger, checked against the restore.
+    pub ledger_subjects: usize,
+    /// Of those, how many the restore still held and the drill re-cleaned.
+    pub erased_found: usize,
+    /// Rows the re-clean deleted.
+    pub erased_rows_removed: u64,
+    /// Erased subjects still present after re-cleaning (a failure unless 0).
+    pub erased_remaining: usize,
     /// One line per failed check; empty when the backup is good.
     pub failures: Vec<String>,
 }
@@ -341,10 +351,30 @@ impl Verification {
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
     }
+
+    /// Re-applies the erasures of `ledger` to the restored copy behind `conn` and records the
+    /// figures; a subject still present afterwards is a failure.
+    pub async fn reclean_erased(
+        &mut self,
+        conn: &mut PgConnection,
+        ledger: &[String],
+    ) -> Result<(), sqlx::Error> {
+        let reclean = crate::erasure::reclean(conn, ledger).await?;
+        self.ledger_subjects = reclean.ledger_subjects;
+        self.erased_found = reclean.found;
+        self.erased_rows_removed = reclean.rows_removed;
+        self.erased_remaining = reclean.remaining;
+        if let Some(failure) = reclean.failure() {
+            self.failures.push(failure);
+        }
+        Ok(())
+    }
 }
 
 /// Downloads a stored backup, restores it into a fresh scratch database on `scratch_server_url`'s
-/// server, compares it with its description and drops the scratch database again.
+/// server, compares it with its description, re-applies the erasures of `ledger` (the live
+/// database's erasure ledger, see [`crate::erasure`]) and drops the scratch database again.
+#[allow(clippy::too_many_arguments)]
 pub async fn verify_backup(
     storage: &Storage,
     stored: &StoredBackup,
@@ -352,6 +382,7 @@ pub async fn verify_backup(
     scratch_server_url: &str,
     dir: &Path,
     limits: &Limits,
+    ledger: &[String],
     now: DateTime<Utc>,
 ) -> Result<Verification, DrillError> {
     let mut v = Verification {
@@ -399,6 +430,7 @@ pub async fn verify_backup(
         &scratch,
         &local,
         limits,
+        ledger,
     )
     .await;
     let dropped = sqlx::query(&["DROP DATABASE IF EXISTS ", &scratch, " WITH (FORCE)"].concat())
@@ -411,6 +443,7 @@ pub async fn verify_backup(
     Ok(v)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn restore_and_compare(
     v: &mut Verification,
     description: &BackupDescription,
@@ -419,6 +452,7 @@ async fn restore_and_compare(
     scratch: &str,
     dump: &Path,
     limits: &Limits,
+    ledger: &[String],
 ) -> Result<(), DrillError> {
     let scratch_url = with_database(server_url, scratch);
     let clock = Instant::now();
@@ -485,13 +519,15 @@ async fn restore_and_compare(
     for finding in invariants(&mut conn, description.foreign_keys).await? {
         v.failures.push(finding);
     }
+    // After the comparison, which is with the snapshot as it was.
+    v.reclean_erased(&mut conn, ledger).await?;
     let _ = conn.close().await;
     v.compare_secs = clock.elapsed().as_secs_f64();
     Ok(())
 }
 
 /// The schema's invariants on the restored copy.
-async fn invariants(
+pub(crate) async fn invariants(
     conn: &mut PgConnection,
     foreign_keys: i64,
 ) -> Result<Vec<String>, sqlx::Error> {

@@ -1,11 +1,16 @@
 //! `backup-verification`: nightly Cloud Run job (Cloud Scheduler,
-//! `scheduler/backup-verification.yaml`) proving that a backup restores: a consistent dump goes
-//! to Cloud Storage, is restored into a scratch database and compared with the source as of its
-//! snapshot; on Cloud SQL the managed backups and point-in-time recovery are checked too. One
-//! verification record per logical date; the run exits non-zero when any check fails.
+//! `scheduler/backup-verification.yaml`) proving that a backup restores. On Cloud SQL
+//! (`SQL_INSTANCE` set) the managed backups and point-in-time recovery are checked and the
+//! newest backup run is restored into the scratch instance through the Admin API, then checked
+//! there; elsewhere a consistent dump goes to Cloud Storage, is restored into a scratch database
+//! and compared with the source as of its snapshot. Both re-apply the erasure ledger to the
+//! restored copy and report erased users absent. One verification record per logical date; the
+//! run exits non-zero when any check fails.
 
 pub mod cloudsql;
 pub mod drill;
+pub mod erasure;
+pub mod managed;
 
 use std::path::PathBuf;
 
@@ -34,9 +39,10 @@ pub struct Config {
     pub db: DbConfig,
     #[command(flatten)]
     pub storage: StorageConfig,
-    /// Bucket the drill's dumps go to (short retention; never the log archive).
+    /// Bucket the local drill's dumps go to (short retention; never the log archive); required
+    /// without `SQL_INSTANCE`.
     #[arg(long, env = "BACKUP_BUCKET")]
-    pub bucket: String,
+    pub bucket: Option<String>,
     /// Object prefix of the drill's dumps.
     #[arg(long, env = "BACKUP_PREFIX", default_value = "restore-drill")]
     pub prefix: String,
@@ -66,6 +72,25 @@ pub struct Config {
         default_value = "https://sqladmin.googleapis.com"
     )]
     pub sqladmin_endpoint: String,
+    /// Where the Admin API's access token comes from (the metadata server on Cloud Run); empty
+    /// sends none.
+    #[arg(long, env = "SQLADMIN_TOKEN_URL", default_value = cloudsql::METADATA_TOKEN_URL)]
+    pub sqladmin_token_url: String,
+    /// Cloud SQL scratch instance the newest backup run is restored into (production; its data
+    /// is overwritten every night). Required with `SQL_INSTANCE`.
+    #[arg(long, env = "RESTORE_CHECK_INSTANCE")]
+    pub restore_check_instance: Option<String>,
+    /// The restored database on the scratch instance, e.g.
+    /// `postgres://U:P@10.0.0.5:5432/DB?sslmode=require`. Required with `SQL_INSTANCE`.
+    #[arg(long, env = "RESTORE_CHECK_DATABASE_URL")]
+    pub restore_check_database_url: Option<SecretString>,
+    /// The restore operation fails when not done within this many seconds (inside the job's
+    /// task timeout, and well inside the 4 h RTO).
+    #[arg(long, env = "RESTORE_DEADLINE_SECONDS", default_value_t = 2700.0)]
+    pub restore_deadline_seconds: f64,
+    /// Seconds between two polls of the restore operation.
+    #[arg(long, env = "RESTORE_POLL_SECONDS", default_value_t = 15.0)]
+    pub restore_poll_seconds: f64,
     /// Create the bucket when it is missing (local runs; Terraform owns production buckets).
     #[arg(long, env = "BACKUP_CREATE_BUCKET", default_value_t = false)]
     pub create_bucket: bool,
@@ -163,13 +188,106 @@ async fn verify_locked(
         return Ok(());
     }
     let source_url = config.db.database_url.expose_secret().to_owned();
+    let limits = Limits {
+        max_age: chrono::Duration::hours(config.max_age_hours),
+        rto: std::time::Duration::from_secs(config.rto_seconds),
+    };
+    // The live ledger: it also names the people erased after the backup was taken.
+    let ledger = erasure::ledger(pool).await.map_err(|e| e.to_string())?;
+    report.figure("rto_secs", config.rto_seconds);
+    let (verification, dump_object) = match &config.sql_instance {
+        Some(instance) => (
+            managed_drill(config, instance, &source_url, &limits, &ledger).await?,
+            None,
+        ),
+        None => {
+            let (v, stored) =
+                local_drill(config, task, &source_url, &limits, &ledger, report).await?;
+            (v, Some(stored.dump_object))
+        }
+    };
+    let failures = verification.failures.clone();
+    record(
+        pool,
+        task,
+        dump_object.as_deref(),
+        &verification,
+        &failures,
+        report,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    for f in failures {
+        report.fail(f);
+    }
+    Ok(())
+}
+
+/// Production: the Admin API check and the restore drill into the scratch instance.
+async fn managed_drill(
+    config: &Config,
+    instance: &str,
+    source_url: &str,
+    limits: &Limits,
+    ledger: &[String],
+) -> Result<Verification, String> {
+    let (Some(scratch), Some(scratch_url)) = (
+        &config.restore_check_instance,
+        &config.restore_check_database_url,
+    ) else {
+        return Err(
+            "RESTORE_CHECK_INSTANCE and RESTORE_CHECK_DATABASE_URL are required with SQL_INSTANCE"
+                .into(),
+        );
+    };
+    let duration = |name: &str, secs: f64| {
+        std::time::Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("{name} must be a non-negative number of seconds"))
+    };
+    let restore = cloudsql::RestoreSettings {
+        scratch_instance: scratch.clone(),
+        deadline: duration("RESTORE_DEADLINE_SECONDS", config.restore_deadline_seconds)?,
+        poll: duration("RESTORE_POLL_SECONDS", config.restore_poll_seconds)?,
+    };
+    let admin = cloudsql::RestAdmin {
+        endpoint: config.sqladmin_endpoint.clone(),
+        project: config.platform.project.clone().unwrap_or_default(),
+        instance: instance.to_owned(),
+        token_url: Some(config.sqladmin_token_url.clone()).filter(|u| !u.is_empty()),
+        http: reqwest::Client::new(),
+    };
+    let drill = managed::ManagedDrill {
+        source_url,
+        scratch_url: scratch_url.expose_secret(),
+        restore: &restore,
+        limits,
+        ledger,
+    };
+    managed::verify(&admin, &drill, Utc::now())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Elsewhere: the pg_dump drill through Cloud Storage into a scratch database.
+async fn local_drill(
+    config: &Config,
+    task: &Task,
+    source_url: &str,
+    limits: &Limits,
+    ledger: &[String],
+    report: &mut RunReport,
+) -> Result<(Verification, StoredBackup), String> {
+    let bucket = config
+        .bucket
+        .as_deref()
+        .ok_or("BACKUP_BUCKET is required without SQL_INSTANCE")?;
     let server_url = config
         .restore_database_url
         .as_ref()
         .map(|u| u.expose_secret().to_owned())
-        .unwrap_or_else(|| source_url.clone());
+        .unwrap_or_else(|| source_url.to_owned());
     let tools = PgTools::locate(config.pg_bin_dir.as_deref());
-    let storage = Storage::connect(&config.storage, &config.bucket)
+    let storage = Storage::connect(&config.storage, bucket)
         .await
         .map_err(|e| e.to_string())?;
     if config.create_bucket {
@@ -183,17 +301,13 @@ async fn verify_locked(
             .await
             .map_err(|e| e.to_string())?;
     }
-    let limits = Limits {
-        max_age: chrono::Duration::hours(config.max_age_hours),
-        rto: std::time::Duration::from_secs(config.rto_seconds),
-    };
     let prefix = format!(
         "{}/{}",
         config.prefix.trim_end_matches('/'),
         task.logical_date
     );
 
-    let backup = drill::take_backup(&source_url, &tools, &config.work_dir, &[])
+    let backup = drill::take_backup(source_url, &tools, &config.work_dir, &[])
         .await
         .map_err(|e| e.to_string())?;
     let clock = std::time::Instant::now();
@@ -208,38 +322,13 @@ async fn verify_locked(
         &tools,
         &server_url,
         &config.work_dir,
-        &limits,
+        limits,
+        ledger,
         Utc::now(),
     )
     .await
     .map_err(|e| e.to_string())?;
-
-    let mut failures = verification.failures.clone();
-    if let Some(instance) = &config.sql_instance {
-        let admin = cloudsql::RestAdmin {
-            endpoint: config.sqladmin_endpoint.clone(),
-            project: config.platform.project.clone().unwrap_or_default(),
-            instance: instance.clone(),
-            token_url: Some(cloudsql::METADATA_TOKEN_URL.to_owned()),
-            http: reqwest::Client::new(),
-        };
-        match cloudsql::verify(&admin, Utc::now(), limits.max_age).await {
-            Ok(managed) => {
-                if let Some(run) = managed.newest {
-                    report.figure("managed_backup_id", run.id);
-                }
-                failures.extend(managed.failures);
-            }
-            Err(e) => failures.push(e.to_string()),
-        }
-    }
-    record(pool, task, &stored, &verification, &failures, report)
-        .await
-        .map_err(|e| e.to_string())?;
-    for f in failures {
-        report.fail(f);
-    }
-    Ok(())
+    Ok((verification, stored))
 }
 
 /// Writes the date's one verification record (a rerun after a failure replaces it) and puts
@@ -247,14 +336,15 @@ async fn verify_locked(
 async fn record(
     pool: &PgPool,
     task: &Task,
-    stored: &StoredBackup,
+    dump_object: Option<&str>,
     v: &Verification,
     failures: &[String],
     report: &mut RunReport,
 ) -> Result<(), sqlx::Error> {
     let figures = json!({
         "backup_id": v.backup_id,
-        "dump_object": stored.dump_object,
+        "dump_object": dump_object,
+        "restore_operation": v.restore_operation,
         "bytes": v.bytes,
         "age_hours": v.age_hours,
         "download_secs": v.download_secs,
@@ -262,6 +352,10 @@ async fn record(
         "compare_secs": v.compare_secs,
         "tables": v.tables,
         "rows": v.rows,
+        "erasure_ledger_subjects": v.ledger_subjects,
+        "erased_subjects_recleaned": v.erased_found,
+        "erased_rows_removed": v.erased_rows_removed,
+        "erased_subjects_remaining": v.erased_remaining,
     });
     if let serde_json::Value::Object(map) = &figures {
         report.figures.extend(map.clone());

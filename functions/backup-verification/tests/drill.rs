@@ -2,7 +2,7 @@
 //! (`scripts/emulators.sh start gcs`).
 
 use backup_verification::drill::{self, Limits, LocalBackup, PgTools, Verification};
-use backup_verification::{Config, cloudsql};
+use backup_verification::{Config, cloudsql, erasure};
 use chrono::{Duration, Utc};
 use clap::Parser as _;
 use common::job::Outcome;
@@ -102,6 +102,7 @@ async fn verify(storage: &Storage, pool: &PgPool, backup: &LocalBackup) -> Verif
     let stored = drill::store_backup(storage, "t", backup)
         .await
         .expect("store");
+    let ledger = erasure::ledger(pool).await.expect("ledger");
     drill::verify_backup(
         storage,
         &stored,
@@ -109,6 +110,7 @@ async fn verify(storage: &Storage, pool: &PgPool, backup: &LocalBackup) -> Verif
         &url_of(pool),
         &work_dir(),
         &limits(),
+        &ledger,
         Utc::now(),
     )
     .await
@@ -244,6 +246,7 @@ async fn a_dump_cut_short_in_the_bucket_fails_its_recorded_checksum(pool: PgPool
         &url_of(&pool),
         &work_dir(),
         &limits(),
+        &[],
         Utc::now(),
     )
     .await
@@ -453,4 +456,140 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+fn user(n: u32) -> uuid::Uuid {
+    format!("00000000-0000-0000-0000-{n:012}")
+        .parse()
+        .expect("uuid")
+}
+
+/// What privacy's erasure leaves behind in the live database: the ledger row (pseudonym only)
+/// and none of the person's rows.
+async fn erase_live(pool: &PgPool, n: u32) {
+    sqlx::query(
+        "INSERT INTO erasure_ledger (subject_hash, stores, completed_at) VALUES ($1, '[]', now())",
+    )
+    .bind(erasure::pseudonym(user(n)))
+    .execute(pool)
+    .await
+    .expect("ledger");
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(user(n))
+        .execute(pool)
+        .await
+        .expect("erase");
+}
+
+async fn pending_event(pool: &PgPool, n: u32) {
+    sqlx::query(
+        "INSERT INTO outbox (event_id, topic, payload) VALUES (gen_random_uuid(), 'sleep-log', $1)",
+    )
+    .bind(serde_json::json!({"type": "sleep-log.recorded", "data": {"user_id": user(n)}}))
+    .execute(pool)
+    .await
+    .expect("outbox");
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn a_user_erased_after_the_backup_is_recleaned_in_the_restore_and_reported(pool: PgPool) {
+    seed(&pool).await;
+    pending_event(&pool, 2).await;
+    // Erased before the backup: in the ledger, not in the dump.
+    erase_live(&pool, 3).await;
+    let storage = storage().await;
+    let backup = drill::take_backup(&url_of(&pool), &PgTools::locate(None), &work_dir(), &[])
+        .await
+        .expect("backup");
+    assert_eq!(backup.description.tables["public.users"].rows, 2);
+    // Erased after it: the dump still holds user 2 with 20 nights and a pending event.
+    erase_live(&pool, 2).await;
+
+    let v = verify(&storage, &pool, &backup).await;
+
+    assert_eq!(v.failures, Vec::<String>::new());
+    assert_eq!(v.ledger_subjects, 2);
+    assert_eq!(v.erased_found, 1);
+    // 20 diary nights + the account + the pending outbox event.
+    assert_eq!(v.erased_rows_removed, 22);
+    assert_eq!(v.erased_remaining, 0);
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn an_erased_subject_the_reclean_cannot_remove_fails_the_drill(pool: PgPool) {
+    seed(&pool).await;
+    // A table whose rows survive a DELETE: the re-clean runs, the look afterwards finds them.
+    sqlx::query("CREATE TABLE kept_notes (user_id uuid NOT NULL, note text NOT NULL)")
+        .execute(&pool)
+        .await
+        .expect("table");
+    sqlx::query("CREATE RULE kept_notes_keep AS ON DELETE TO kept_notes DO INSTEAD NOTHING")
+        .execute(&pool)
+        .await
+        .expect("rule");
+    sqlx::query("INSERT INTO kept_notes VALUES ($1, 'n')")
+        .bind(user(2))
+        .execute(&pool)
+        .await
+        .expect("note");
+    let storage = storage().await;
+    let backup = drill::take_backup(&url_of(&pool), &PgTools::locate(None), &work_dir(), &[])
+        .await
+        .expect("backup");
+    erase_live(&pool, 2).await;
+
+    let v = verify(&storage, &pool, &backup).await;
+
+    assert_eq!(
+        v.failures,
+        [
+            r#"1 erased subject(s) still present in the restore after re-cleaning (rows left in {"public.kept_notes": 1})"#
+        ]
+    );
+    assert_eq!(
+        (v.ledger_subjects, v.erased_found, v.erased_remaining),
+        (1, 1, 1)
+    );
+    assert_eq!(v.erased_rows_removed, 21);
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn the_run_report_and_record_state_the_erased_subjects_checked(pool: PgPool) {
+    seed(&pool).await;
+    // An erasure still pending in the live database (the ledger row comes first): the backup
+    // the run takes holds the person, and the drill removes them from the restored copy.
+    sqlx::query("INSERT INTO erasure_ledger (subject_hash, stores) VALUES ($1, '[\"postgres\"]')")
+        .bind(erasure::pseudonym(user(1)))
+        .execute(&pool)
+        .await
+        .expect("ledger");
+    sqlx::query("INSERT INTO erasure_ledger (subject_hash, stores) VALUES ($1, '[]')")
+        .bind(erasure::pseudonym(uuid::Uuid::new_v4()))
+        .execute(&pool)
+        .await
+        .expect("ledger");
+
+    let report = backup_verification::run(config(&pool, &unique("job"), &[])).await;
+
+    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.failures);
+    assert_eq!(report.figures["erasure_ledger_subjects"], 2);
+    assert_eq!(report.figures["erased_subjects_recleaned"], 1);
+    // User 1: 20 nights, the import, its 2 sessions and the account.
+    assert_eq!(report.figures["erased_rows_removed"], 24);
+    assert_eq!(report.figures["erased_subjects_remaining"], 0);
+    let stored: serde_json::Value = sqlx::query_scalar(
+        "SELECT figures FROM backup_verifications WHERE logical_date = '2026-12-03'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("record");
+    assert_eq!(stored["erased_subjects_recleaned"], 1);
+    assert_eq!(stored["erased_subjects_remaining"], 0);
+    // The live database is untouched: the drill re-cleans only the restored copy.
+    let still: i64 = sqlx::query_scalar("SELECT count(*) FROM diary_entries WHERE user_id = $1")
+        .bind(user(1))
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(still, 20);
 }
