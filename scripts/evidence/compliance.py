@@ -314,11 +314,16 @@ def secrets(env: Environment, _):
 
 
 def _routes(crate: Path) -> set[str]:
-    """Paths the crate routes POST requests to (`.post("/path", handler)`)."""
+    """Paths the crate routes POST requests to: `.post("/path", h)`, or `.post(NAME, h)` with
+    `const NAME: &str = "/path"` in the crate."""
+    texts = [envwiring.strip_tests(p.read_text()) for p in envwiring.rust_files(crate)]
+    consts = {m.group(1): m.group(2) for text in texts
+              for m in re.finditer(r'\bconst\s+([A-Z][A-Z0-9_]*)\s*:\s*&(?:\'static\s+)?str\s*=\s*"(/[^"]*)"', text)}
     found: set[str] = set()
-    for path in envwiring.rust_files(crate):
-        found.update(re.findall(r'\.post\(\s*"(/[^"]*)"', envwiring.strip_tests(path.read_text())))
-    return found
+    for text in texts:
+        for m in re.finditer(r'\.post\(\s*(?:"(/[^"]*)"|(?:[a-z_]+::)*([A-Z][A-Z0-9_]*)\s*,)', text):
+            found.add(m.group(1) or consts.get(m.group(2), ""))
+    return found - {""}
 
 
 def pubsub_oidc(env: Environment, ctx):

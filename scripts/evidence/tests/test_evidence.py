@@ -101,6 +101,8 @@ MUTATIONS = [
      '  encryption {\n    default_kms_key_name = google_kms_crypto_key.keys["storage"].id\n  }\n', "", "STORAGE-ARCHIVE"),
     ("push_to_unrouted_path", f"{PLATFORM}/locals.tf", 'path = "/pubsub/push"', 'path = "/pubsub/sleep-log"',
      "PUBSUB-PUSH-OIDC-DLQ"),
+    ("audit_push_to_unrouted_path", f"{PLATFORM}/locals.tf", 'path = "/pubsub/audit"', 'path = "/pubsub/audit-events"',
+     "PUBSUB-PUSH-OIDC-DLQ"),
     ("push_audience_not_told", "terraform/modules/push-service/main.tf",
      "    PUSH_AUDIENCE        = local.push_audience\n", '    PUSH_AUDIENCE        = "https://example.invalid"\n',
      "PUBSUB-PUSH-OIDC-DLQ"),

@@ -66,3 +66,9 @@ module "jobs" {
   deletion_protection   = var.deletion_protection
   labels                = local.labels
 }
+
+# privacy became a push function (audit events); its service keeps its address.
+moved {
+  from = module.http_services["privacy"].google_cloud_run_v2_service.this
+  to   = module.push_services["privacy"].module.service.google_cloud_run_v2_service.this
+}

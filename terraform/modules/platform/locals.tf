@@ -74,13 +74,6 @@ locals {
       secrets = ["DATABASE_URL", "REDIS_URL", "JWT_SECRET"]
       uses    = ["jwt", "pubsub"]
     }
-    # An erasure also rewrites the archive chunks that hold the user's documents.
-    privacy = {
-      paths   = ["/v1/me", "/v1/me/*"]
-      secrets = ["DATABASE_URL", "REDIS_URL", "JWT_SECRET"]
-      uses    = ["jwt", "firestore", "kms"]
-      env     = { ARCHIVE_BUCKET = google_storage_bucket.archive.name }
-    }
   }
 
   # Pub/Sub push functions. Their public routes (if any) also go through the load balancer.
@@ -93,6 +86,17 @@ locals {
       uses    = ["jwt", "firestore", "pubsub"]
       subscriptions = {
         sleep-log = { topic = "sleep-log", path = "/pubsub/push" }
+      }
+    }
+    # An erasure also rewrites the archive chunks that hold the user's documents; audit
+    # events arrive by push and enter the hash-chained audit trail.
+    privacy = {
+      paths   = ["/v1/me", "/v1/me/*"]
+      secrets = ["DATABASE_URL", "REDIS_URL", "JWT_SECRET"]
+      uses    = ["jwt", "firestore", "kms"]
+      env     = { ARCHIVE_BUCKET = google_storage_bucket.archive.name }
+      subscriptions = {
+        audit = { topic = "audit", path = "/pubsub/audit" }
       }
     }
   }

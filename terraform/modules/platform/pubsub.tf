@@ -58,9 +58,9 @@ resource "google_pubsub_subscription" "dead_letter_hold" {
 }
 
 # Topics without a push consumer yet keep their events for 7 days in a pull subscription
-# instead of dropping them (audit events above all).
+# instead of dropping them. (audit has one: privacy's push subscription.)
 resource "google_pubsub_subscription" "retained" {
-  for_each = toset(["questionnaire", "safety", "audit"])
+  for_each = toset(["questionnaire", "safety"])
 
   name                       = "${each.value}-retained"
   project                    = var.project_id
