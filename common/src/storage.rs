@@ -71,6 +71,11 @@ pub struct StoredObject {
     pub metadata: HashMap<String, String>,
     /// Creation time.
     pub created: Option<DateTime<Utc>>,
+    /// The generation (version) of the object's data.
+    pub generation: i64,
+    /// A noncurrent version (replaced or deleted in a versioned bucket; listed only by
+    /// [`Storage::list_versions`]).
+    pub noncurrent: bool,
 }
 
 impl StoredObject {
@@ -82,6 +87,8 @@ impl StoredObject {
             created: o
                 .time_created
                 .and_then(|t| DateTime::from_timestamp(t.unix_timestamp(), 0)),
+            generation: o.generation,
+            noncurrent: o.time_deleted.is_some(),
             name: o.name,
         }
     }
@@ -322,6 +329,24 @@ impl Storage {
             .map_err(call("download_object", name))
     }
 
+    /// Reads one generation of an object, live or noncurrent.
+    pub async fn get_generation(
+        &self,
+        name: &str,
+        generation: i64,
+    ) -> Result<Vec<u8>, StorageError> {
+        let request = GetObjectRequest {
+            bucket: self.bucket.clone(),
+            object: name.to_owned(),
+            generation: Some(generation),
+            ..Default::default()
+        };
+        self.client
+            .download_object(&request, &Range::default())
+            .await
+            .map_err(call("download_object", name))
+    }
+
     /// Streams an object into a file; returns the bytes written.
     pub async fn get_to_file(&self, name: &str, path: &Path) -> Result<u64, StorageError> {
         let request = GetObjectRequest {
@@ -362,6 +387,22 @@ impl Storage {
 
     /// Every object under `prefix`, in name order, following the pages.
     pub async fn list(&self, prefix: &str) -> Result<Vec<StoredObject>, StorageError> {
+        self.list_objects(prefix, false).await
+    }
+
+    /// Every version under `prefix`, live and noncurrent (`versions=true`), in name and then
+    /// generation order. In a bucket with Object Versioning a delete or overwrite without a
+    /// generation keeps the old data as a noncurrent version
+    /// (cloud.google.com/storage/docs/object-versioning), so erasure must see these.
+    pub async fn list_versions(&self, prefix: &str) -> Result<Vec<StoredObject>, StorageError> {
+        self.list_objects(prefix, true).await
+    }
+
+    async fn list_objects(
+        &self,
+        prefix: &str,
+        versions: bool,
+    ) -> Result<Vec<StoredObject>, StorageError> {
         let mut out = Vec::new();
         let mut page_token = None;
         loop {
@@ -370,6 +411,7 @@ impl Storage {
                 prefix: Some(prefix.to_owned()),
                 page_token,
                 max_results: Some(1000),
+                versions: versions.then_some(true),
                 ..Default::default()
             };
             let page = self
@@ -388,7 +430,7 @@ impl Storage {
                 _ => break,
             }
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.generation.cmp(&b.generation)));
         Ok(out)
     }
 
@@ -403,6 +445,48 @@ impl Storage {
             Ok(()) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),
             Err(e) => Err(call("delete_object", name)(e)),
+        }
+    }
+
+    /// Deletes one generation for good, live or noncurrent ("specifying the generation number
+    /// in a deletion request permanently deletes the version, even if the version is live",
+    /// cloud.google.com/storage/docs/object-versioning); `false` when it was already gone.
+    pub async fn delete_generation(
+        &self,
+        name: &str,
+        generation: i64,
+    ) -> Result<bool, StorageError> {
+        let request = DeleteObjectRequest {
+            bucket: self.bucket.clone(),
+            object: name.to_owned(),
+            generation: Some(generation),
+            ..Default::default()
+        };
+        match self.client.delete_object(&request).await {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(call("delete_object", name)(e)),
+        }
+    }
+
+    /// Creates the bucket with Object Versioning on, as the production buckets are (tests and
+    /// local runs).
+    pub async fn ensure_versioned_bucket(&self, project: &str) -> Result<(), StorageError> {
+        let insert = InsertBucketRequest {
+            name: self.bucket.clone(),
+            param: gcloud_storage::http::buckets::insert::InsertBucketParam {
+                project: project.to_owned(),
+                ..Default::default()
+            },
+            bucket: BucketCreationConfig {
+                versioning: Some(gcloud_storage::http::buckets::Versioning { enabled: true }),
+                ..BucketCreationConfig::default()
+            },
+        };
+        match self.client.insert_bucket(&insert).await {
+            Ok(_) => Ok(()),
+            Err(GcsError::Response(r)) if r.code == 409 => Ok(()),
+            Err(e) => Err(call("insert_bucket", &self.bucket)(e)),
         }
     }
 }

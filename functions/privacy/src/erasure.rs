@@ -405,16 +405,20 @@ fn user_prefix(user: Uuid) -> String {
     format!("users/{user}/")
 }
 
+/// Deletes every generation under `users/{id}/`: production buckets keep Object Versioning, so
+/// a plain delete would only turn the live version into a noncurrent one that still holds the
+/// data. Each listed version (`versions=true`) is deleted by its generation, which removes it
+/// for good (cloud.google.com/storage/docs/object-versioning).
 async fn erase_storage(buckets: &[common::storage::Storage], user: Uuid) -> Result<u64, Failure> {
     let mut removed = 0;
     for bucket in buckets {
-        let objects = bucket
-            .list(&user_prefix(user))
+        let versions = bucket
+            .list_versions(&user_prefix(user))
             .await
             .map_err(|e| e.to_string())?;
-        for object in objects {
+        for version in versions {
             if bucket
-                .delete(&object.name)
+                .delete_generation(&version.name, version.generation)
                 .await
                 .map_err(|e| e.to_string())?
             {
@@ -425,15 +429,17 @@ async fn erase_storage(buckets: &[common::storage::Storage], user: Uuid) -> Resu
     Ok(removed)
 }
 
+/// Looks again at every version, live and noncurrent.
 async fn verify_storage(buckets: &[common::storage::Storage], user: Uuid) -> Result<(), Failure> {
     for bucket in buckets {
         let left = bucket
-            .list(&user_prefix(user))
+            .list_versions(&user_prefix(user))
             .await
             .map_err(|e| e.to_string())?;
         if !left.is_empty() {
+            let noncurrent = left.iter().filter(|o| o.noncurrent).count();
             return Err(format!(
-                "{} objects left in {}",
+                "{} object versions left in {} ({noncurrent} noncurrent)",
                 left.len(),
                 bucket.bucket()
             ));
