@@ -9,6 +9,8 @@
 //! object of the same name) or a chunk whose documents are deleted at the start of the next run
 //! after the chunk verifies again; so a rerun loses nothing and archives nothing twice.
 
+pub mod erase;
+
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead as _, Write as _};
 use std::time::Instant;

@@ -48,9 +48,51 @@ pub const STORES: &[&str] = &[
     "data_key",
     "firestore",
     "cloud_storage",
+    "archive",
     "redis",
     "postgres",
 ];
+
+/// The log archive: log-archiver's gzip NDJSON chunks of Firestore documents past the hot
+/// window. Erasure removes the user's lines from chunks already written and every older
+/// generation of them (`log_archiver::erase`, which says why rewriting and not shredding).
+#[derive(Clone, Debug)]
+pub struct Archive {
+    pub storage: common::storage::Storage,
+    /// Object prefix of the chunks (log-archiver's `ARCHIVE_PREFIX`).
+    pub prefix: String,
+}
+
+/// Where the log archive is, for erasure (the same variables log-archiver reads).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ArchiveConfig {
+    /// The log archive bucket; unset where no archive exists (local runs without it).
+    #[arg(long = "archive-bucket", env = "ARCHIVE_BUCKET")]
+    pub archive_bucket: Option<String>,
+    /// Object prefix of the archived chunks.
+    #[arg(
+        long = "archive-prefix",
+        env = "ARCHIVE_PREFIX",
+        default_value = "firestore"
+    )]
+    pub archive_prefix: String,
+}
+
+impl ArchiveConfig {
+    /// The archive, when configured.
+    pub async fn connect(
+        &self,
+        storage: &common::storage::StorageConfig,
+    ) -> Result<Option<Archive>, common::storage::StorageError> {
+        match self.archive_bucket.as_deref().filter(|b| !b.is_empty()) {
+            Some(bucket) => Ok(Some(Archive {
+                storage: common::storage::Storage::connect(storage, bucket).await?,
+                prefix: self.archive_prefix.clone(),
+            })),
+            None => Ok(None),
+        }
+    }
+}
 
 /// The stores erasure reaches.
 #[derive(Clone)]
@@ -62,6 +104,8 @@ pub struct Stores {
     pub buckets: Vec<common::storage::Storage>,
     /// The users' data keys.
     pub keyring: common::crypto::Keyring,
+    /// The log archive, when there is one.
+    pub archive: Option<Archive>,
 }
 
 /// The outcome of one store.
@@ -139,6 +183,7 @@ pub async fn erase(stores: &Stores, user: Uuid) -> Result<Erasure, sqlx::Error> 
                 .map_err(|e| format!("data key: {e}")),
             "firestore" => erase_firestore(&stores.firestore, user).await,
             "cloud_storage" => erase_storage(&stores.buckets, user).await,
+            "archive" => erase_archive(stores.archive.as_ref(), user).await,
             "redis" => erase_redis(&stores.redis, user, email.as_deref()).await,
             _ => erase_postgres(&stores.pool, user).await,
         };
@@ -151,6 +196,12 @@ pub async fn erase(stores: &Stores, user: Uuid) -> Result<Erasure, sqlx::Error> 
                 },
                 "firestore" => verify_firestore(&stores.firestore, user).await,
                 "cloud_storage" => verify_storage(&stores.buckets, user).await,
+                "archive" => erase_archive(stores.archive.as_ref(), user)
+                    .await
+                    .and_then(|found| match found {
+                        0 => Ok(()),
+                        n => Err(format!("{n} archived lines or versions left")),
+                    }),
                 "redis" => verify_redis(&stores.redis, user, email.as_deref()).await,
                 _ => verify_postgres(&stores.pool, user).await,
             },
@@ -446,6 +497,19 @@ async fn verify_storage(buckets: &[common::storage::Storage], user: Uuid) -> Res
         }
     }
     Ok(())
+}
+
+/// Removes the user's lines from the archive's chunks; returns lines plus generations removed
+/// (a second run finds nothing, which is the verification).
+async fn erase_archive(archive: Option<&Archive>, user: Uuid) -> Result<u64, Failure> {
+    let Some(archive) = archive else {
+        return Ok(0);
+    };
+    let done =
+        log_archiver::erase::forget_user(&archive.storage, &archive.prefix, &user.to_string())
+            .await
+            .map_err(|e| format!("archive: {e}"))?;
+    Ok(done.lines + done.generations)
 }
 
 /// The user's Redis keys: the session set and each session with its refresh-token pointer, the

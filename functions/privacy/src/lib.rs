@@ -51,6 +51,8 @@ pub struct Config {
     pub erasure_buckets: Vec<String>,
     #[command(flatten)]
     pub data_keys: common::crypto::KeyConfig,
+    #[command(flatten)]
+    pub archive: erasure::ArchiveConfig,
 }
 
 /// State built once in `run` and shared by every request.
@@ -140,6 +142,7 @@ pub async fn run(config: Config) -> std::result::Result<(), StartError> {
             firestore,
             buckets,
             keyring: common::crypto::Keyring::new(pool.clone(), config.data_keys.provider()?),
+            archive: config.archive.connect(&config.storage).await?,
         },
     };
     let timeout = Duration::from_secs(config.http.request_timeout_secs);

@@ -43,6 +43,8 @@ pub struct Config {
     #[arg(long, env = "ERASURE_BUCKETS", value_delimiter = ',')]
     pub erasure_buckets: Vec<String>,
     #[command(flatten)]
+    pub archive: privacy::erasure::ArchiveConfig,
+    #[command(flatten)]
     pub policy: Policy,
 }
 
@@ -164,6 +166,7 @@ async fn stores(
         firestore: firestore::FirestoreDb::new(&config.firestore_project).await?,
         buckets,
         keyring: common::crypto::Keyring::new(pool, config.data_keys.provider()?),
+        archive: config.archive.connect(&config.storage).await?,
     })
 }
 

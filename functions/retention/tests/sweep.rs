@@ -32,6 +32,7 @@ async fn stores(pool: &PgPool) -> privacy::erasure::Stores {
             .unwrap(),
         buckets: vec![],
         keyring: testkit::keyring(pool),
+        archive: None,
     }
 }
 

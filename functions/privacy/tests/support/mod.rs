@@ -57,6 +57,7 @@ pub async fn state(pool: PgPool) -> AppState {
             firestore,
             buckets: vec![bucket().await],
             keyring: testkit::keyring(&pool),
+            archive: None,
         },
     }
 }
