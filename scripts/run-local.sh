@@ -57,13 +57,18 @@ export MAIL_SINK_DIR="$PWD/$run_dir/mail" DEMO_STATE_DIR="$PWD/$run_dir"
 
 "$bin/migrate"
 
-# The event chain: topic sleep-log and its push subscription to sleep-analysis, like
-# production's (which adds the OIDC token; the emulator sends none, so verification is off
-# here). Made before any producer starts, so no event meets a missing topic.
+# The event chain: the topics of production (terraform: platform `topics`), the sleep-log push
+# subscription to sleep-analysis and the audit push subscription to privacy, like production's
+# (which adds the OIDC token; the emulator sends none, so verification is off here). Made
+# before any producer starts, so no event meets a missing topic (the drainer stops at one).
 emu="http://$PUBSUB_EMULATOR_HOST/v1/projects/$PUBSUB_PROJECT"
-curl -sf -X PUT "$emu/topics/sleep-log" -H 'content-type: application/json' -d '{}' >/dev/null || true
+for topic in sleep-log questionnaire safety audit; do
+  curl -sf -X PUT "$emu/topics/$topic" -H 'content-type: application/json' -d '{}' >/dev/null || true
+done
 curl -sf -X PUT "$emu/subscriptions/sleep-analysis" -H 'content-type: application/json' \
   -d "{\"topic\": \"projects/$PUBSUB_PROJECT/topics/sleep-log\", \"pushConfig\": {\"pushEndpoint\": \"http://127.0.0.1:8090/pubsub/push\"}, \"ackDeadlineSeconds\": 30}" >/dev/null || true
+curl -sf -X PUT "$emu/subscriptions/privacy-audit" -H 'content-type: application/json' \
+  -d "{\"topic\": \"projects/$PUBSUB_PROJECT/topics/audit\", \"pushConfig\": {\"pushEndpoint\": \"http://127.0.0.1:8088/pubsub/audit\"}, \"ackDeadlineSeconds\": 30}" >/dev/null || true
 
 pids=()
 stop_all() {
@@ -105,7 +110,7 @@ if [ -x "$bin/questionnaire-scoring" ]; then
   start questionnaire-scoring 8084 "$bin/questionnaire-scoring"
   routes="$routes,/v1/questionnaires=http://127.0.0.1:8084,/v1/questionnaire-responses=http://127.0.0.1:8084"
 fi
-start privacy 8088 "$bin/privacy"
+PUSH_AUTH_DISABLED=true start privacy 8088 "$bin/privacy"
 routes="$routes,/v1/me=http://127.0.0.1:8088"
 PUSH_AUTH_DISABLED=true start sleep-analysis 8090 "$bin/sleep-analysis"
 routes="$routes,/v1/sleep-window=http://127.0.0.1:8090"

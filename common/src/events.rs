@@ -12,6 +12,8 @@ pub const TOPIC_SLEEP_LOG: &str = "sleep-log";
 pub const TOPIC_QUESTIONNAIRE: &str = "questionnaire";
 /// Topic of safety events for clinician follow-up.
 pub const TOPIC_SAFETY: &str = "safety";
+/// Topic of audit events (who accessed whose health data); the privacy function keeps them.
+pub const TOPIC_AUDIT: &str = "audit";
 
 /// The wrapper every event travels in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,6 +122,64 @@ pub struct SafetyFlagged {
     pub item: Option<String>,
 }
 
+/// `audit.recorded` v1: someone read or changed a user's health data. Ids only, and people only
+/// as their erasure pseudonym ([`pseudonym`]), so the event names no one and carries no health
+/// data (TR-03161-3 O.Data; GDPR Art. 5(2), 30). The envelope id is the event id the audit trail
+/// is idempotent on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditRecorded {
+    /// Who acted, as pseudonym (the user themself, or a staff or service id).
+    pub actor_ref: String,
+    /// Whose data, as pseudonym.
+    pub subject_ref: String,
+    /// What was done, e.g. `sleep-log.created`, `sleep-log.read`.
+    pub action: String,
+    /// Which function did it, e.g. `sleep-diary`.
+    pub function: String,
+    /// The record concerned, if one (a listing names none).
+    pub object_id: Option<Uuid>,
+    /// When, to the microsecond (what PostgreSQL keeps).
+    pub at: DateTime<Utc>,
+}
+
+/// The erasure pseudonym of a person: hex SHA-256 of `dta-wide-erasure:{id}`. The same value the
+/// privacy function's erasure ledger and audit trail key people by, so an audit entry survives
+/// the erasure of the person without naming them.
+pub fn pseudonym(id: Uuid) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(format!("dta-wide-erasure:{id}").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl AuditRecorded {
+    /// An access by `actor` to `subject`'s data, now.
+    pub fn new(
+        actor: Uuid,
+        subject: Uuid,
+        action: &str,
+        function: &str,
+        object_id: Option<Uuid>,
+    ) -> Self {
+        use chrono::SubsecRound;
+        Self {
+            actor_ref: pseudonym(actor),
+            subject_ref: pseudonym(subject),
+            action: action.to_owned(),
+            function: function.to_owned(),
+            object_id,
+            at: Utc::now().trunc_subsecs(6),
+        }
+    }
+
+    /// A user acting on their own data (every patient route).
+    pub fn own(user: Uuid, action: &str, function: &str, object_id: Option<Uuid>) -> Self {
+        Self::new(user, user, action, function, object_id)
+    }
+}
+
 /// An event this code base knows.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -131,6 +191,8 @@ pub enum Event {
     QuestionnaireScored(QuestionnaireScored),
     /// `safety.flagged` v1.
     SafetyFlagged(SafetyFlagged),
+    /// `audit.recorded` v1.
+    AuditRecorded(AuditRecorded),
 }
 
 /// Why an event cannot be processed. None of these get better with a retry.
@@ -170,6 +232,7 @@ impl Event {
             Event::SleepLogIngested(_) => "sleep-log.ingested",
             Event::QuestionnaireScored(_) => "questionnaire.scored",
             Event::SafetyFlagged(_) => "safety.flagged",
+            Event::AuditRecorded(_) => "audit.recorded",
         }
     }
 
@@ -179,6 +242,7 @@ impl Event {
             Event::SleepLogRecorded(_) | Event::SleepLogIngested(_) => TOPIC_SLEEP_LOG,
             Event::QuestionnaireScored(_) => TOPIC_QUESTIONNAIRE,
             Event::SafetyFlagged(_) => TOPIC_SAFETY,
+            Event::AuditRecorded(_) => TOPIC_AUDIT,
         }
     }
 
@@ -189,6 +253,7 @@ impl Event {
             Event::SleepLogIngested(e) => serde_json::to_value(e),
             Event::QuestionnaireScored(e) => serde_json::to_value(e),
             Event::SafetyFlagged(e) => serde_json::to_value(e),
+            Event::AuditRecorded(e) => serde_json::to_value(e),
         }
         .unwrap_or_default();
         Envelope {
@@ -222,11 +287,15 @@ impl Event {
             ("safety.flagged", 1) => {
                 Event::SafetyFlagged(serde_json::from_value(env.data.clone()).map_err(invalid)?)
             }
+            ("audit.recorded", 1) => {
+                Event::AuditRecorded(serde_json::from_value(env.data.clone()).map_err(invalid)?)
+            }
             (
                 "sleep-log.recorded"
                 | "sleep-log.ingested"
                 | "questionnaire.scored"
-                | "safety.flagged",
+                | "safety.flagged"
+                | "audit.recorded",
                 v,
             ) => {
                 return Err(EventError::UnknownVersion {
@@ -256,6 +325,15 @@ impl Event {
             }
             Event::QuestionnaireScored(e) => format!("score:{}", e.score_id),
             Event::SafetyFlagged(e) => format!("safety:{}:{}", e.response_id, e.flag),
+            Event::AuditRecorded(e) => format!(
+                "audit:{}:{}:{}:{}:{}:{}",
+                e.actor_ref,
+                e.subject_ref,
+                e.action,
+                e.function,
+                e.object_id.map(|o| o.to_string()).unwrap_or_default(),
+                e.at.timestamp_micros()
+            ),
         }
     }
 }
@@ -322,6 +400,27 @@ mod tests {
             Event::from_json(b"dasfdsafdasf"),
             Err(EventError::NotAnEnvelope(_))
         ));
+    }
+
+    #[test]
+    fn an_audit_event_names_people_only_by_pseudonym_and_round_trips() {
+        let user = Uuid::new_v4();
+        let object = Uuid::new_v4();
+        let e = AuditRecorded::own(user, "sleep-log.read", "sleep-diary", Some(object));
+        let env = Event::AuditRecorded(e.clone()).to_envelope(Uuid::new_v4(), e.at);
+        let text = serde_json::to_string(&env).unwrap();
+        assert!(!text.contains(&user.to_string()), "{text}");
+        assert_eq!(env.kind, "audit.recorded");
+        assert_eq!(e.subject_ref.len(), 64);
+        assert_eq!(e.actor_ref, e.subject_ref);
+        // SHA-256 of "dta-wide-erasure:00000000-0000-0000-0000-000000000000".
+        assert_eq!(
+            pseudonym(Uuid::nil()),
+            "a041a6bac8028eb7074f728f2e9c07b5df73290f1604a426c8ec38fbe2c77df5"
+        );
+        let (_, back) = Event::from_json(text.as_bytes()).unwrap();
+        assert_eq!(back, Event::AuditRecorded(e));
+        assert_eq!(back.topic(), TOPIC_AUDIT);
     }
 
     #[test]

@@ -200,7 +200,7 @@ impl Publishers {
 }
 
 #[cfg(feature = "db")]
-pub use outbox::{drain_once, enqueue, spawn_drainer};
+pub use outbox::{OutboxRow, drain_once, enqueue, enqueue_audit, spawn_drainer};
 
 #[cfg(feature = "db")]
 mod outbox {
@@ -211,7 +211,42 @@ mod outbox {
     use uuid::Uuid;
 
     use super::Publishers;
-    use crate::events::Event;
+    use crate::events::{AuditRecorded, Event};
+
+    /// An outbox row as bound into a statement: for a handler that writes its change and the
+    /// event in one statement (a CTE) instead of calling [`enqueue`].
+    #[derive(Debug, Clone)]
+    pub struct OutboxRow {
+        /// The event id (the envelope's `id`).
+        pub event_id: Uuid,
+        /// Topic the drainer publishes to.
+        pub topic: &'static str,
+        /// The envelope.
+        pub payload: serde_json::Value,
+    }
+
+    impl OutboxRow {
+        /// The row of `event` under a new event id; `occurred_at` is now, or the audit time of
+        /// an `audit.recorded` event.
+        pub fn of(event: &Event) -> Self {
+            let event_id = Uuid::new_v4();
+            let occurred_at = match event {
+                Event::AuditRecorded(a) => a.at,
+                _ => chrono::Utc::now(),
+            };
+            let envelope = event.to_envelope(event_id, occurred_at);
+            Self {
+                event_id,
+                topic: event.topic(),
+                payload: serde_json::to_value(&envelope).unwrap_or_default(),
+            }
+        }
+
+        /// The row of an audit event.
+        pub fn audit(audit: &AuditRecorded) -> Self {
+            Self::of(&Event::AuditRecorded(audit.clone()))
+        }
+    }
 
     /// Writes an event into the outbox inside the caller's transaction.
     pub async fn enqueue(
@@ -219,18 +254,34 @@ mod outbox {
         event: &Event,
         ordering_key: Option<String>,
     ) -> sqlx::Result<Uuid> {
-        let id = Uuid::new_v4();
-        let envelope = event.to_envelope(id, chrono::Utc::now());
+        let row = OutboxRow::of(event);
         sqlx::query(
             "INSERT INTO outbox (event_id, topic, payload, ordering_key) VALUES ($1, $2, $3, $4)",
         )
-        .bind(id)
-        .bind(event.topic())
-        .bind(serde_json::to_value(&envelope).unwrap_or_default())
+        .bind(row.event_id)
+        .bind(row.topic)
+        .bind(&row.payload)
         .bind(ordering_key)
         .execute(conn)
         .await?;
-        Ok(id)
+        Ok(row.event_id)
+    }
+
+    /// Writes an `audit.recorded` event into the outbox inside the caller's transaction (or on
+    /// its own for a read), so the record of a change commits with the change. Returns the
+    /// event id.
+    pub async fn enqueue_audit<'e, E: sqlx::PgExecutor<'e>>(
+        ex: E,
+        audit: &AuditRecorded,
+    ) -> sqlx::Result<Uuid> {
+        let row = OutboxRow::audit(audit);
+        sqlx::query("INSERT INTO outbox (event_id, topic, payload) VALUES ($1, $2, $3)")
+            .bind(row.event_id)
+            .bind(row.topic)
+            .bind(&row.payload)
+            .execute(ex)
+            .await?;
+        Ok(row.event_id)
     }
 
     /// Publishes what the outbox holds, oldest first; returns how many were published. Rows are

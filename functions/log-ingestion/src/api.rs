@@ -12,7 +12,7 @@ use chrono_tz::Tz;
 use common::auth::JwtKeys;
 use common::config::{DbConfig, HttpConfig, JwtConfig, PlatformConfig, PubSubConfig};
 use common::error::Problem;
-use common::events::{Event, NightSummary, SleepLogIngested};
+use common::events::{AuditRecorded, Event, NightSummary, SleepLogIngested};
 use common::http::{ApiQuery, AuthUser};
 use common::openapi::{ApiRouter, BearerAuth};
 use serde::{Deserialize, Serialize};
@@ -363,6 +363,12 @@ async fn import(
         )
         .await?;
     }
+    // The audit event commits with the import it records (ids only).
+    common::pubsub::enqueue_audit(
+        &mut *tx,
+        &AuditRecorded::own(user.user_id, "import.created", FUNCTION, Some(import_id)),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(
         source = source.as_str(),
@@ -383,6 +389,9 @@ async fn import(
     )
         .into_response())
 }
+
+/// This function's name in the audit trail.
+const FUNCTION: &str = "log-ingestion";
 
 /// Longest sleep period accepted from any source.
 pub const MAX_PERIOD: chrono::TimeDelta = chrono::TimeDelta::hours(24);
@@ -548,6 +557,14 @@ async fn nights(
         return Err(Problem::validation("to", "a range covers at most 366 nights").into());
     }
     let sessions = load_sessions(&state.pool, user.user_id, range.from, range.to).await?;
+    if !sessions.is_empty() {
+        // One audit event per read that returned data.
+        common::pubsub::enqueue_audit(
+            &state.pool,
+            &AuditRecorded::own(user.user_id, "device-nights.read", FUNCTION, None),
+        )
+        .await?;
+    }
     let nights = merge::nights(&sessions)
         .into_iter()
         .filter(|n| n.date >= range.from && n.date <= range.to)

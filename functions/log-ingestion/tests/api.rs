@@ -344,3 +344,93 @@ async fn edited_or_empty_device_files_are_refused_not_crashed_on(pool: PgPool) {
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn an_import_and_a_read_of_nights_leave_one_audit_event_each(pool: PgPool) {
+    let state = AppState {
+        pool: pool.clone(),
+        keys: testkit::jwt_keys(),
+    };
+    let user = testkit::user(&pool).await;
+    let file = realdata("fitbit/shimmer-fitbit-sleep-date-classic-with-nap.json");
+    let uri = "/v1/imports/fitbit?zone=Europe/Berlin";
+    let (status, body) = call(&state, "POST", uri, user, file.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let import_id = body["import_id"].as_str().unwrap().to_owned();
+    // The same file again changes nothing, so it records nothing.
+    assert_eq!(
+        call(&state, "POST", uri, user, file).await.0,
+        StatusCode::OK
+    );
+    let nights = "/v1/imports/nights?from=2016-12-13&to=2016-12-13";
+    assert_eq!(
+        call(&state, "GET", nights, user, vec![]).await.0,
+        StatusCode::OK
+    );
+    // A range without data reads nothing.
+    let empty = "/v1/imports/nights?from=2020-01-01&to=2020-01-02";
+    assert_eq!(
+        call(&state, "GET", empty, user, vec![]).await.0,
+        StatusCode::OK
+    );
+    let rows: Vec<Value> =
+        sqlx::query_scalar("SELECT payload->'data' FROM outbox WHERE topic = 'audit' ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let got: Vec<(&str, &str, Option<&str>)> = rows
+        .iter()
+        .map(|d| {
+            assert_eq!(d["subject_ref"], common::events::pseudonym(user).as_str());
+            (
+                d["action"].as_str().unwrap(),
+                d["function"].as_str().unwrap(),
+                d["object_id"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("import.created", "log-ingestion", Some(import_id.as_str())),
+            ("device-nights.read", "log-ingestion", None),
+        ]
+    );
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn after_the_consent_is_withdrawn_an_import_is_refused_and_nothing_is_stored(pool: PgPool) {
+    let state = AppState {
+        pool: pool.clone(),
+        keys: testkit::jwt_keys(),
+    };
+    let user = testkit::user(&pool).await;
+    sqlx::query(
+        "INSERT INTO consent_events (user_id, purpose, version, action) \
+         SELECT $1, purpose, max(version), 'withdrawn' FROM consent_texts WHERE purpose = 'intended_use' GROUP BY purpose",
+    )
+    .bind(user)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let file = realdata("fitbit/shimmer-fitbit-sleep-date-classic-with-nap.json");
+    let (status, p) = call(
+        &state,
+        "POST",
+        "/v1/imports/fitbit?zone=Europe/Berlin",
+        user,
+        file,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{p}");
+    assert_eq!(
+        (p["code"].as_str(), p["field"].as_str()),
+        (Some("consent_required"), Some("intended_use"))
+    );
+    assert_eq!(counts(&pool).await, (0, 0));
+    let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(outbox, 0);
+}

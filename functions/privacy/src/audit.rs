@@ -1,5 +1,7 @@
 //! The audit trail: append-only entries in a hash chain, and the verifier. Entries name people
-//! only by their erasure pseudonym ([`crate::erasure::subject_hash`]).
+//! only by their erasure pseudonym ([`crate::erasure::subject_hash`], the same value as
+//! [`common::events::pseudonym`]). The privacy function appends its own entries directly; the
+//! other functions publish `audit.recorded` events, appended by [`append_recorded`].
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
@@ -48,39 +50,90 @@ fn chain_hash(
 /// Appends an entry in the caller's transaction (so it commits with the change it records);
 /// appends are serialised so the chain has one head.
 pub async fn append(tx: &mut sqlx::PgConnection, entry: &Entry<'_>) -> sqlx::Result<String> {
-    sqlx::query("SELECT pg_advisory_xact_lock(4242)")
-        .execute(&mut *tx)
-        .await?;
-    let prev: Option<String> =
-        sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-    let prev = prev.unwrap_or_else(|| GENESIS.to_owned());
-    // PostgreSQL keeps microseconds; hash what it will give back.
-    let at = Utc::now().trunc_subsecs(6);
+    lock(tx).await?;
     let actor = crate::erasure::subject_hash(entry.actor);
     let subject = crate::erasure::subject_hash(entry.subject);
-    let hash = chain_hash(
-        &prev,
-        at,
+    // PostgreSQL keeps microseconds; hash what it will give back.
+    insert(
+        tx,
+        Utc::now().trunc_subsecs(6),
         &actor,
         &subject,
         entry.action,
         entry.function,
         entry.object,
-    );
+        None,
+    )
+    .await
+}
+
+/// Appends a published `audit.recorded` event under its event id, in the caller's
+/// transaction. A redelivered event appends nothing: `Ok(false)`.
+pub async fn append_recorded(
+    tx: &mut sqlx::PgConnection,
+    event_id: Uuid,
+    event: &common::events::AuditRecorded,
+) -> sqlx::Result<bool> {
+    lock(tx).await?;
+    let seen: Option<i64> = sqlx::query_scalar("SELECT seq FROM audit_log WHERE event_id = $1")
+        .bind(event_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if seen.is_some() {
+        return Ok(false);
+    }
+    insert(
+        tx,
+        event.at.trunc_subsecs(6),
+        &event.actor_ref,
+        &event.subject_ref,
+        &event.action,
+        &event.function,
+        event.object_id,
+        Some(event_id),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Appends are serialised so the chain has one head.
+async fn lock(tx: &mut sqlx::PgConnection) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(4242)")
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert(
+    tx: &mut sqlx::PgConnection,
+    at: DateTime<Utc>,
+    actor: &str,
+    subject: &str,
+    action: &str,
+    function: &str,
+    object: Option<Uuid>,
+    event_id: Option<Uuid>,
+) -> sqlx::Result<String> {
+    let prev: Option<String> =
+        sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+    let prev = prev.unwrap_or_else(|| GENESIS.to_owned());
+    let hash = chain_hash(&prev, at, actor, subject, action, function, object);
     sqlx::query(
-        "INSERT INTO audit_log (at, actor_ref, subject_ref, action, function, object_id, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO audit_log (at, actor_ref, subject_ref, action, function, object_id, prev_hash, hash, event_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(at)
-    .bind(&actor)
-    .bind(&subject)
-    .bind(entry.action)
-    .bind(entry.function)
-    .bind(entry.object)
+    .bind(actor)
+    .bind(subject)
+    .bind(action)
+    .bind(function)
+    .bind(object)
     .bind(&prev)
     .bind(&hash)
+    .bind(event_id)
     .execute(&mut *tx)
     .await?;
     Ok(hash)

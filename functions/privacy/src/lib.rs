@@ -6,6 +6,7 @@ pub mod audit;
 pub mod consents;
 pub mod erasure;
 pub mod export;
+pub mod push;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +52,9 @@ pub struct Config {
     pub erasure_buckets: Vec<String>,
     #[command(flatten)]
     pub data_keys: common::crypto::KeyConfig,
+    /// Verification of the audit subscription's pushes.
+    #[command(flatten)]
+    pub push: push::PushConfig,
     #[command(flatten)]
     pub archive: erasure::ArchiveConfig,
 }
@@ -145,8 +149,9 @@ pub async fn run(config: Config) -> std::result::Result<(), StartError> {
             archive: config.archive.connect(&config.storage).await?,
         },
     };
+    let push = push::PushState::from_config(pool.clone(), &config.push)?;
     let timeout = Duration::from_secs(config.http.request_timeout_secs);
-    common::http::serve(guarded_app(state, timeout, Some(guard)), &config.http).await?;
+    common::http::serve(service(state, push, timeout, Some(guard)), &config.http).await?;
     pool.close().await;
     tracing::info!("stopped cleanly");
     Ok(())
@@ -180,10 +185,22 @@ pub fn guarded_app(
     common::http::platform(common::guard::protect(router, guard), request_timeout)
 }
 
+/// What `run` serves: the patient's routes behind the guard, the audit push route beside them.
+pub fn service(
+    state: AppState,
+    push: push::PushState,
+    request_timeout: Duration,
+    guard: Option<common::guard::Guard>,
+) -> Router {
+    let data = common::guard::protect(routes().into_router().with_state(state), guard);
+    let open = push::routes().into_router().with_state(push);
+    common::http::platform(data.merge(open), request_timeout)
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "dta-wide privacy", version = "1"),
-    paths(consents::current, consents::grant, consents::history, consents::withdraw, erase_me, export::export, openapi, healthz),
+    paths(consents::current, consents::grant, consents::history, consents::withdraw, erase_me, export::export, push::push, openapi, healthz),
     components(schemas(consents::ConsentState, consents::ConsentEvent, consents::Grant, common::consent::Purpose, erasure::Erasure, erasure::StoreOutcome, Problem)),
     modifiers(&BearerAuth)
 )]

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use common::auth::JwtKeys;
 use common::config::{DbConfig, HttpConfig, JwtConfig, PlatformConfig, PubSubConfig};
 use common::error::Problem;
-use common::events::{Event, QuestionnaireScored, SafetyFlagged};
+use common::events::{AuditRecorded, Event, QuestionnaireScored, SafetyFlagged};
 use common::http::{ApiJson, ApiQuery, AuthUser};
 use common::openapi::{ApiRouter, BearerAuth};
 use common::questionnaire::{
@@ -478,16 +478,36 @@ fn events_of(user: Uuid, response_id: Uuid, score_id: Uuid, score: &Score) -> Va
             item: f.item.clone(),
         }));
     }
-    let now = Utc::now();
+    // The audit event travels in the same outbox insert, so it commits with the response.
+    events.push(Event::AuditRecorded(AuditRecorded::own(
+        user,
+        "questionnaire-response.created",
+        FUNCTION,
+        Some(response_id),
+    )));
     Value::Array(
         events
             .iter()
             .map(|e| {
-                let id = Uuid::new_v4();
-                serde_json::json!({"id": id, "topic": e.topic(), "envelope": e.to_envelope(id, now)})
+                let row = common::pubsub::OutboxRow::of(e);
+                serde_json::json!({"id": row.event_id, "topic": row.topic, "envelope": row.payload})
             })
             .collect(),
     )
+}
+
+/// This function's name in the audit trail.
+const FUNCTION: &str = "questionnaire-scoring";
+
+/// Records that the caller read their response `object` (`None`: a listing); one event per
+/// request.
+async fn audit_read(pool: &PgPool, user: Uuid, object: Option<Uuid>) -> Result<()> {
+    common::pubsub::enqueue_audit(
+        pool,
+        &AuditRecorded::own(user, "questionnaire-response.read", FUNCTION, object),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Inserts a score (and its safety events) for a stored response, in one statement.
@@ -594,6 +614,7 @@ async fn submit(
         let conflict = || Problem::conflict("this id is already used for another response");
         let view = view_of(&row.ok_or_else(conflict)?)?;
         if view.questionnaire == definition.id && view.answers == answers {
+            audit_read(&state.pool, user.user_id, Some(parsed.id)).await?;
             return Ok((StatusCode::OK, Json(view)).into_response());
         }
         return Err(conflict().into());
@@ -656,6 +677,9 @@ async fn history(
     .bind(limit)
     .fetch_all(&state.pool)
     .await?;
+    if !rows.is_empty() {
+        audit_read(&state.pool, user.user_id, None).await?;
+    }
     rows.iter()
         .map(view_of)
         .collect::<Result<Vec<_>>>()
@@ -692,7 +716,10 @@ async fn get_response(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<ResponseView>> {
-    Ok(Json(load(&state.pool, user.user_id, parse_id(&id)?).await?))
+    let id = parse_id(&id)?;
+    let view = load(&state.pool, user.user_id, id).await?;
+    audit_read(&state.pool, user.user_id, Some(id)).await?;
+    Ok(Json(view))
 }
 
 fn stored_answers(view: &ResponseView) -> Result<Answers> {
@@ -717,7 +744,9 @@ async fn get_response_fhir(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let view = load(&state.pool, user.user_id, parse_id(&id)?).await?;
+    let id = parse_id(&id)?;
+    let view = load(&state.pool, user.user_id, id).await?;
+    audit_read(&state.pool, user.user_id, Some(id)).await?;
     let answers = stored_answers(&view)?;
     let resource = fhir::questionnaire_response(
         &answers,
@@ -740,7 +769,9 @@ async fn get_observation(
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let view = load(&state.pool, user.user_id, parse_id(&id)?).await?;
+    let id = parse_id(&id)?;
+    let view = load(&state.pool, user.user_id, id).await?;
+    audit_read(&state.pool, user.user_id, Some(id)).await?;
     let resource = fhir::observation(
         &view.score.score,
         &view.score.id.to_string(),
@@ -781,6 +812,7 @@ async fn rescore(
     let definition = answers.definition();
     if view.score.score.algorithm == definition.algorithm {
         tx.rollback().await?;
+        audit_read(&state.pool, user.user_id, Some(id)).await?;
         return Ok((StatusCode::OK, Json(view)).into_response());
     }
     let score = questionnaire::rescore(&answers).map_err(|p| {
@@ -796,6 +828,16 @@ async fn rescore(
     .execute(&mut *tx)
     .await?;
     insert_score(&mut *tx, id, user.user_id, &score).await?;
+    common::pubsub::enqueue_audit(
+        &mut *tx,
+        &AuditRecorded::own(
+            user.user_id,
+            "questionnaire-response.rescored",
+            FUNCTION,
+            Some(id),
+        ),
+    )
+    .await?;
     tx.commit().await?;
     let view = load(&state.pool, user.user_id, id).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())

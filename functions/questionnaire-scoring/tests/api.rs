@@ -203,11 +203,12 @@ async fn a_fhir_phq9_with_item_nine_records_a_safety_event(pool: PgPool) {
         [("phq9-item9-positive".to_owned(), Some("phq9-9".to_owned()))]
     );
     // Both facts leave through the outbox with the score, ids and codes only.
-    let outbox: Vec<(String, Value)> =
-        sqlx::query_as("SELECT topic, payload FROM outbox ORDER BY payload->>'type'")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let outbox: Vec<(String, Value)> = sqlx::query_as(
+        "SELECT topic, payload FROM outbox WHERE topic <> 'audit' ORDER BY payload->>'type'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
     assert_eq!(outbox.len(), 2);
     assert_eq!(
         (outbox[0].0.as_str(), outbox[0].1["type"].as_str()),
@@ -646,4 +647,109 @@ fn every_served_route_is_in_the_openapi_document() {
     let (missing, extra) = common::openapi::route_diff(&routes().routes(), &doc);
     assert!(missing.is_empty(), "served but undocumented: {missing:?}");
     assert!(extra.is_empty(), "documented but not served: {extra:?}");
+}
+
+/// The (action, object id) of the audit events in the outbox, oldest first.
+async fn audit_events(pool: &PgPool, user: Uuid) -> Vec<(String, Option<String>)> {
+    let rows: Vec<Value> =
+        sqlx::query_scalar("SELECT payload FROM outbox WHERE topic = 'audit' ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    rows.iter()
+        .map(|p| {
+            assert_eq!(p["type"], "audit.recorded");
+            assert_eq!(p["data"]["function"], "questionnaire-scoring");
+            assert_eq!(
+                p["data"]["subject_ref"],
+                common::events::pseudonym(user).as_str()
+            );
+            (
+                p["data"]["action"].as_str().unwrap().to_owned(),
+                p["data"]["object_id"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn a_submission_and_each_read_leave_one_audit_event(pool: PgPool) {
+    let s = state(pool.clone());
+    let user = testkit::user(&pool).await;
+    let (status, _, body) = call(
+        &s,
+        "POST",
+        "/v1/questionnaire-responses",
+        Some(user),
+        Some(isi([1, 2, 1, 0, 0, 3, 2])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    for uri in [
+        format!("/v1/questionnaire-responses/{id}"),
+        format!("/v1/questionnaire-responses/{id}/fhir"),
+        "/v1/questionnaire-responses".to_owned(),
+    ] {
+        assert_eq!(
+            call(&s, "GET", &uri, Some(user), None).await.0,
+            StatusCode::OK,
+            "{uri}"
+        );
+    }
+    let read = "questionnaire-response.read".to_owned();
+    assert_eq!(
+        audit_events(&pool, user).await,
+        vec![
+            (
+                "questionnaire-response.created".to_owned(),
+                Some(id.clone())
+            ),
+            (read.clone(), Some(id.clone())),
+            (read.clone(), Some(id)),
+            (read, None),
+        ]
+    );
+    let text: String = sqlx::query_scalar(
+        "SELECT string_agg(payload::text, ' ') FROM outbox WHERE topic = 'audit'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(!text.contains("isi-6") && !text.contains(&user.to_string()));
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn after_the_consent_is_withdrawn_nothing_is_stored(pool: PgPool) {
+    let s = state(pool.clone());
+    let user = testkit::user(&pool).await;
+    sqlx::query(
+        "INSERT INTO consent_events (user_id, purpose, version, action) \
+         SELECT $1, purpose, max(version), 'withdrawn' FROM consent_texts WHERE purpose = 'intended_use' GROUP BY purpose",
+    )
+    .bind(user)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (status, ctype, p) = call(
+        &s,
+        "POST",
+        "/v1/questionnaire-responses",
+        Some(user),
+        Some(isi([1, 2, 1, 0, 0, 3, 2])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{p}");
+    assert_eq!(ctype, "application/problem+json");
+    assert_eq!(
+        (p["code"].as_str(), p["field"].as_str()),
+        (Some("consent_required"), Some("intended_use"))
+    );
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM questionnaire_responses) + (SELECT count(*) FROM questionnaire_scores) + (SELECT count(*) FROM outbox)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, 0);
 }

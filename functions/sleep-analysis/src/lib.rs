@@ -15,10 +15,11 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use common::auth::JwtKeys;
-use common::config::{DbConfig, HttpConfig, JwtConfig, PlatformConfig};
+use common::config::{DbConfig, HttpConfig, JwtConfig, PlatformConfig, PubSubConfig};
+use common::consent::Purpose;
 use common::documents::{ANALYSIS_LOGS, Documents, EVENTS, StoredDoc};
 use common::error::Problem;
-use common::events::{Event, NightSummary};
+use common::events::{AuditRecorded, Event, NightSummary};
 use common::http::AuthUser;
 use common::openapi::{ApiRouter, BearerAuth};
 use common::pubsub::{OidcVerifier, PushError, parse_push};
@@ -70,6 +71,9 @@ pub struct Config {
     pub sessions: common::cache::SessionConfig,
     #[command(flatten)]
     pub guard: common::guard::GuardConfig,
+    /// Where the outbox drainer publishes this function's audit events.
+    #[command(flatten)]
+    pub pubsub: PubSubConfig,
 }
 
 /// State built once.
@@ -140,6 +144,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
     };
     let pool = common::db::connect(&config.db).await?;
     let docs = Documents::connect(&config.firestore_project).await?;
+    let drainer = common::pubsub::Drainer::start(pool.clone(), &config.pubsub);
     let app = guarded_app(
         AppState {
             pool: pool.clone(),
@@ -152,6 +157,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
         Some(guard),
     );
     common::http::serve(app, &config.http).await?;
+    drainer.stop().await;
     pool.close().await;
     Ok(())
 }
@@ -207,6 +213,9 @@ pub enum Outcome {
     Duplicate,
     /// Can never succeed; acknowledged and recorded.
     Undeliverable,
+    /// The user has withdrawn (or never given) the consent to the intended use: acknowledged
+    /// and not processed (DiGAV §4(2) Nr. 1; TR-03161-3 O.Purp).
+    Skipped,
 }
 
 /// Pub/Sub push endpoint for the sleep-log subscription. 204 acknowledges (processed,
@@ -339,7 +348,7 @@ pub async fn handle(
         Event::SleepLogRecorded(e) => e.user_id,
         Event::SleepLogIngested(e) => e.user_id,
         // Not for this subscriber; acknowledged without work.
-        Event::QuestionnaireScored(_) | Event::SafetyFlagged(_) => {
+        Event::QuestionnaireScored(_) | Event::SafetyFlagged(_) | Event::AuditRecorded(_) => {
             return Ok(Outcome::Undeliverable);
         }
     };
@@ -347,6 +356,18 @@ pub async fn handle(
         .bind(owner)
         .execute(&mut *tx)
         .await?;
+    // Withdrawal stops the processing it covered: without the consent to the intended use the
+    // event is acknowledged and nothing is analysed (DiGAV §4(2) Nr. 1; TR-03161-3 O.Purp).
+    // Not recorded as processed, so nothing about it stays behind.
+    if !common::consent::granted(&mut *tx, owner, Purpose::IntendedUse).await? {
+        tx.rollback().await?;
+        tracing::info!(
+            message_id,
+            purpose = Purpose::IntendedUse.as_str(),
+            "event skipped: no consent to the purpose"
+        );
+        return Ok(Outcome::Skipped);
+    }
     let fresh: bool = sqlx::query_scalar(
         "INSERT INTO processed_events (business_key, first_message_id) VALUES ($1, $2) \
          ON CONFLICT (business_key) DO UPDATE SET duplicates = processed_events.duplicates + 1 RETURNING (xmax = 0)",
@@ -384,7 +405,7 @@ pub async fn handle(
             }
             e.user_id
         }
-        Event::QuestionnaireScored(_) | Event::SafetyFlagged(_) => owner,
+        Event::QuestionnaireScored(_) | Event::SafetyFlagged(_) | Event::AuditRecorded(_) => owner,
     };
     let rows = load_nights(&mut tx, user).await?;
     let results = week::analyse(&rows, &state.params);
@@ -510,19 +531,38 @@ pub struct SleepWindow {
     pub tst_mean_min: i64,
 }
 
-/// The caller's current sleep window: the newest analysed week.
+/// This function's name in the audit trail.
+const FUNCTION: &str = "sleep-analysis";
+
+/// The caller's current sleep window: the newest analysed week. Served only while the consent
+/// to the intended use stands (the prescription is that processing).
 #[utoipa::path(get, path = "/v1/sleep-window",
-    responses((status = 200, body = SleepWindow), (status = 404, body = Problem, content_type = "application/problem+json", description = "No week analysed yet")),
+    responses((status = 200, body = SleepWindow),
+              (status = 403, body = Problem, content_type = "application/problem+json", description = "No consent to the intended use (`field` names the purpose)"),
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "No week analysed yet")),
     security(("bearer" = [])))]
 async fn sleep_window(
     State(state): State<AppState>,
     user: AuthUser,
 ) -> Result<Json<SleepWindow>, Error> {
+    common::consent::require(&state.pool, user.user_id, Purpose::IntendedUse).await??;
+    // The read and its audit event in one statement; the event only when a week is found.
+    let audited = common::pubsub::OutboxRow::audit(&AuditRecorded::own(
+        user.user_id,
+        "sleep-window.read",
+        FUNCTION,
+        None,
+    ));
     let row = sqlx::query(
-        "SELECT week_start, window_min, bedtime, wake_time, change, reason, params_version, nights, se_pct, tib_mean_min, tst_mean_min \
-         FROM sleep_windows WHERE user_id = $1 ORDER BY week_start DESC LIMIT 1",
+        "WITH w AS (SELECT week_start, window_min, bedtime, wake_time, change, reason, params_version, nights, se_pct, tib_mean_min, tst_mean_min \
+         FROM sleep_windows WHERE user_id = $1 ORDER BY week_start DESC LIMIT 1), \
+         a AS (INSERT INTO outbox (event_id, topic, payload) SELECT $2, $3, $4 FROM w) \
+         SELECT * FROM w",
     )
     .bind(user.user_id)
+    .bind(audited.event_id)
+    .bind(audited.topic)
+    .bind(&audited.payload)
     .fetch_optional(&state.pool)
     .await?
     .ok_or_else(Problem::not_found)?;

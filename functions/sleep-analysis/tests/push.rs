@@ -239,10 +239,105 @@ async fn a_week_of_diary_nights_prescribes_a_window_served_to_its_user_only(pool
     assert_eq!(w["se_pct"], 66.2);
     assert_eq!(w["params_version"], "S-2026-12");
     let other = app(s.clone(), Duration::from_secs(5))
-        .oneshot(req(Uuid::new_v4()))
+        .oneshot(req(testkit::user(&pool).await))
         .await
         .unwrap();
     assert_eq!(other.status(), StatusCode::NOT_FOUND);
+    // The one read that found a window is in the outbox as an audit event, ids only.
+    let audits: Vec<Value> = sqlx::query_scalar("SELECT payload FROM outbox WHERE topic = 'audit'")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(audits.len(), 1, "{audits:?}");
+    let d = &audits[0]["data"];
+    assert_eq!(audits[0]["type"], "audit.recorded");
+    assert_eq!(
+        (d["action"].as_str(), d["function"].as_str()),
+        (Some("sleep-window.read"), Some("sleep-analysis"))
+    );
+    assert_eq!(d["subject_ref"], common::events::pseudonym(user).as_str());
+    assert!(d.get("window_min").is_none());
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn after_the_consent_is_withdrawn_events_are_skipped_and_the_window_is_refused(pool: PgPool) {
+    let s = state(pool.clone()).await;
+    let user = testkit::user(&pool).await;
+    for d in 3..=9 {
+        let e = diary_event(user, format!("2025-03-{d:02}").parse().unwrap(), 420, 278);
+        assert_eq!(
+            push(&s, envelope(&format!("c-{d}"), &bytes_of(&e))).await,
+            StatusCode::NO_CONTENT
+        );
+    }
+    let before = |sql: &'static str| count(&pool, sql);
+    let nights = before("SELECT count(*) FROM analysis_nights").await;
+    let windows = before("SELECT count(*) FROM sleep_windows").await;
+    let processed = before("SELECT count(*) FROM processed_events").await;
+    let logs = s.docs.list(user, ANALYSIS_LOGS).await.unwrap().len();
+    assert_eq!((nights, windows, processed), (7, 1, 7));
+    // The withdrawal as the register records it (privacy: DELETE /v1/me/consents/intended_use).
+    sqlx::query(
+        "INSERT INTO consent_events (user_id, purpose, version, action) \
+         SELECT $1, purpose, max(version), 'withdrawn' FROM consent_texts WHERE purpose = 'intended_use' GROUP BY purpose",
+    )
+    .bind(user)
+    .execute(&pool)
+    .await
+    .unwrap();
+    // A new night and an edit of an analysed one: acknowledged, not analysed, not counted.
+    for (id, d, tst) in [("c-10", 10, 300), ("c-11", 9, 390)] {
+        let e = diary_event(user, format!("2025-03-{d:02}").parse().unwrap(), 420, tst);
+        let e = match e {
+            Event::SleepLogRecorded(mut r) => {
+                r.revision = Utc::now();
+                Event::SleepLogRecorded(r)
+            }
+            other => other,
+        };
+        assert_eq!(
+            push(&s, envelope(id, &bytes_of(&e))).await,
+            StatusCode::NO_CONTENT
+        );
+    }
+    assert_eq!(before("SELECT count(*) FROM analysis_nights").await, 7);
+    assert_eq!(
+        before("SELECT count(*) FROM analysis_nights WHERE tst_min = 390").await,
+        0
+    );
+    assert_eq!(before("SELECT count(*) FROM sleep_windows").await, 1);
+    assert_eq!(before("SELECT count(*) FROM processed_events").await, 7);
+    assert_eq!(
+        before("SELECT count(*) FROM undeliverable_events").await,
+        0,
+        "skipped, not undeliverable"
+    );
+    assert_eq!(s.docs.list(user, ANALYSIS_LOGS).await.unwrap().len(), logs);
+    // The window is refused with the problem the diary answers, naming the purpose.
+    let res = app(s.clone(), Duration::from_secs(5))
+        .oneshot(
+            Request::get("/v1/sleep-window")
+                .header(header::AUTHORIZATION, testkit::bearer(&s.keys, user))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        res.headers()[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    let p = testkit::json_body(res).await;
+    assert_eq!(
+        (p["code"].as_str(), p["field"].as_str()),
+        (Some("consent_required"), Some("intended_use"))
+    );
+    assert_eq!(
+        before("SELECT count(*) FROM outbox WHERE topic = 'audit'").await,
+        0,
+        "a refused read reads nothing"
+    );
 }
 
 #[sqlx::test(migrator = "common::db::MIGRATOR")]

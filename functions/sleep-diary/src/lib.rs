@@ -16,9 +16,10 @@ use common::consent::Purpose;
 use common::crypto::DataKey;
 use common::diary::{DiaryEntry, DiaryInput, LocalInstant, NightMetrics};
 use common::error::Problem;
-use common::events::{Event, NightSummary, SleepLogRecorded};
+use common::events::{AuditRecorded, Event, NightSummary, SleepLogRecorded};
 use common::http::{ApiJson, ApiQuery, AuthUser};
 use common::openapi::{ApiRouter, BearerAuth};
+use common::pubsub::OutboxRow;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Row};
 use utoipa::OpenApi;
@@ -434,6 +435,15 @@ fn parse_entry(input: &DiaryInput) -> Result<DiaryEntry> {
     Ok(entry)
 }
 
+/// This function's name in the audit trail.
+const FUNCTION: &str = "sleep-diary";
+
+/// The `audit.recorded` row of the caller's `action` on their entry `object` (`None`: a
+/// listing).
+fn audit(user: Uuid, action: &str, object: Option<Uuid>) -> OutboxRow {
+    OutboxRow::audit(&AuditRecorded::own(user, action, FUNCTION, object))
+}
+
 fn to_i32(v: i64) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
@@ -461,8 +471,8 @@ async fn create(
     let m = entry.metrics();
     let stored = stored_input(&input);
     let comment_ct = encrypt_comment(&state, user.user_id, id, &input).await?;
-    // The hot path is one statement: the consent check, the row and its outbox event commit
-    // together in one round trip. No row back means no consent or an id in use; the slow path
+    // The hot path is one statement: the consent check, the row, its outbox event and its audit
+    // event commit together in one round trip. No row back means no consent or an id in use; the slow path
     // below tells which.
     let created_at = Utc::now();
     let event = recorded(
@@ -476,6 +486,7 @@ async fn create(
     let event_id = Uuid::new_v4();
     let envelope =
         serde_json::to_value(event.to_envelope(event_id, created_at)).unwrap_or_default();
+    let audited = audit(user.user_id, "sleep-log.created", Some(id));
     let inserted = sqlx::query(
         "WITH d AS (INSERT INTO diary_entries (id, user_id, night, zone, into_bed, into_bed_offset, lights_out, lights_out_offset, \
          final_awakening, final_awakening_offset, out_of_bed, out_of_bed_offset, sol_min, awakenings, waso_min, \
@@ -483,7 +494,8 @@ async fn create(
          SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$23 \
          WHERE (SELECT action FROM consent_events WHERE user_id = $2 AND purpose = $27 ORDER BY id DESC LIMIT 1) = 'granted' \
          ON CONFLICT (id) DO NOTHING RETURNING created_at), \
-         o AS (INSERT INTO outbox (event_id, topic, payload) SELECT $24, $25, $26 FROM d) \
+         o AS (INSERT INTO outbox (event_id, topic, payload) SELECT $24, $25, $26 FROM d), \
+         a AS (INSERT INTO outbox (event_id, topic, payload) SELECT $28, $29, $30 FROM d) \
          SELECT created_at FROM d",
     )
     .bind(id)
@@ -513,6 +525,9 @@ async fn create(
     .bind(event.topic())
     .bind(&envelope)
     .bind(Purpose::IntendedUse.as_str())
+    .bind(audited.event_id)
+    .bind(audited.topic)
+    .bind(&audited.payload)
     .fetch_optional(&state.pool)
     .await?;
     if let Some(row) = inserted {
@@ -536,6 +551,12 @@ async fn create(
     let key = key_for(&state, user.user_id, std::slice::from_ref(&row)).await?;
     let existing_view = view(&row, key.as_ref())?;
     if existing == stored && existing_view.comment == input.comment {
+        // The repeat answers the stored entry: a read.
+        common::pubsub::enqueue_audit(
+            &state.pool,
+            &AuditRecorded::own(user.user_id, "sleep-log.read", FUNCTION, Some(id)),
+        )
+        .await?;
         Ok((StatusCode::OK, Json(existing_view)).into_response())
     } else {
         Err(conflict().into())
@@ -564,12 +585,19 @@ async fn list(
         )
         .into());
     }
+    // One audit event per listing that returned entries, written by the same statement.
+    let audited = audit(user.user_id, "sleep-log.read", None);
     let rows = sqlx::query(&format!(
-        "{SELECT} WHERE user_id = $1 AND night BETWEEN $2 AND $3 ORDER BY night, into_bed"
+        "WITH r AS ({SELECT} WHERE user_id = $1 AND night BETWEEN $2 AND $3), \
+         a AS (INSERT INTO outbox (event_id, topic, payload) SELECT $4, $5, $6 WHERE EXISTS (SELECT 1 FROM r)) \
+         SELECT * FROM r ORDER BY night, into_bed"
     ))
     .bind(user.user_id)
     .bind(range.from)
     .bind(range.to)
+    .bind(audited.event_id)
+    .bind(audited.topic)
+    .bind(&audited.payload)
     .fetch_all(&state.pool)
     .await?;
     let key = key_for(&state, user.user_id, &rows).await?;
@@ -592,12 +620,21 @@ async fn get_one(
     Path(id): Path<String>,
 ) -> Result<Json<EntryView>> {
     let id = parse_id(&id)?;
-    let row = sqlx::query(&format!("{SELECT} WHERE id = $1 AND user_id = $2"))
-        .bind(id)
-        .bind(user.user_id)
-        .fetch_optional(&state.pool)
-        .await?
-        .ok_or_else(Problem::not_found)?;
+    // The audit event is written by the same statement, only when the entry is found.
+    let audited = audit(user.user_id, "sleep-log.read", Some(id));
+    let row = sqlx::query(&format!(
+        "WITH r AS ({SELECT} WHERE id = $1 AND user_id = $2), \
+         a AS (INSERT INTO outbox (event_id, topic, payload) SELECT $3, $4, $5 FROM r) \
+         SELECT * FROM r"
+    ))
+    .bind(id)
+    .bind(user.user_id)
+    .bind(audited.event_id)
+    .bind(audited.topic)
+    .bind(&audited.payload)
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or_else(Problem::not_found)?;
     let key = key_for(&state, user.user_id, std::slice::from_ref(&row)).await?;
     Ok(Json(view(&row, key.as_ref())?))
 }
@@ -690,6 +727,11 @@ async fn update(
         Utc::now(),
     )
     .await?;
+    common::pubsub::enqueue_audit(
+        &mut *tx,
+        &AuditRecorded::own(user.user_id, "sleep-log.updated", FUNCTION, Some(id)),
+    )
+    .await?;
     let row = sqlx::query(&format!("{SELECT} WHERE id = $1"))
         .bind(id)
         .fetch_one(&mut *tx)
@@ -729,6 +771,11 @@ async fn remove(
         None,
         night,
         Utc::now(),
+    )
+    .await?;
+    common::pubsub::enqueue_audit(
+        &mut *tx,
+        &AuditRecorded::own(user.user_id, "sleep-log.deleted", FUNCTION, Some(id)),
     )
     .await?;
     tx.commit().await?;
