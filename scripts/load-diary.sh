@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load test of POST /v1/sleep-logs at 80 concurrent connections (Cloud Run's per-instance
-# concurrency), next to pgbench running the same INSERT (plus its outbox row) with the same pool
-# size, so the endpoint's rate can be read as a share of what the database gives. Bounded:
+# concurrency), next to pgbench running the same INSERT (plus its outbox and audit rows) with
+# the same pool size, so the endpoint's rate can be read as a share of what the database gives. Bounded:
 # DURATION seconds per phase, loopback only. Needs wrk and pgbench (installed from Debian's
 # packages if missing). COMMENT=1 adds a free-text comment, the envelope-encrypted field.
 set -euo pipefail
@@ -37,7 +37,8 @@ for side in aaaaaaaa bbbbbbbb; do
     WHERE u.id::text LIKE '$side%'"
 done
 
-# --- the database alone: the endpoint's statement (consent check, row, outbox event), POOL clients
+# --- the database alone: the endpoint's statement (consent check, row, outbox event, audit
+# event), POOL clients
 cat >"$work/insert.sql" <<'SQL'
 WITH s AS (SELECT nextval('load_seq') AS v),
 d AS (INSERT INTO diary_entries (id, user_id, night, zone, into_bed, into_bed_offset, lights_out, lights_out_offset,
@@ -48,7 +49,8 @@ SELECT gen_random_uuid(), ('bbbbbbbb-0000-4000-8000-' || lpad((v / 9000)::text, 
  '{"zone":"Etc/UTC","into_bed":"2000-01-01T23:00:00+00:00","lights_out":"2000-01-01T23:15:00+00:00","sol_min":20,"awakenings":1,"waso_min":15,"final_awakening":"2000-01-02T06:30:00+00:00","out_of_bed":"2000-01-02T07:00:00+00:00","quality":3,"naps":[],"caffeine":[],"alcohol":[],"medication":[],"comment":null}', now(), now()
 FROM s WHERE (SELECT action FROM consent_events WHERE user_id = ('bbbbbbbb-0000-4000-8000-' || lpad((v / 9000)::text, 12, '0'))::uuid AND purpose = 'intended_use' ORDER BY id DESC LIMIT 1) = 'granted'
 ON CONFLICT (id) DO NOTHING RETURNING created_at),
-o AS (INSERT INTO outbox (event_id, topic, payload) SELECT gen_random_uuid(), 'sleep-log', '{"type":"sleep-log.recorded","version":1}' FROM d)
+o AS (INSERT INTO outbox (event_id, topic, payload) SELECT gen_random_uuid(), 'sleep-log', '{"type":"sleep-log.recorded","version":1}' FROM d),
+a AS (INSERT INTO outbox (event_id, topic, payload) SELECT gen_random_uuid(), 'audit', '{"type":"audit.recorded","version":1,"data":{"actor_ref":"a041a6bac8028eb7074f728f2e9c07b5df73290f1604a426c8ec38fbe2c77df5","subject_ref":"a041a6bac8028eb7074f728f2e9c07b5df73290f1604a426c8ec38fbe2c77df5","action":"sleep-log.created","function":"sleep-diary","object_id":null,"at":"2026-12-03T10:00:00Z"}}' FROM d)
 SELECT created_at FROM d;
 SQL
 pgbench -n -c "$POOL" -j 2 -T "$DURATION" -f "$work/insert.sql" "$DATABASE_URL" >"$work/pgbench.txt" 2>&1
