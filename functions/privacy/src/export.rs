@@ -1,14 +1,16 @@
 //! The export of everything stored about the caller (GDPR Art. 15 and 20) as one FHIR R4
 //! `collection` Bundle: the Patient (pseudonym and the contact address we hold), one sleep
 //! Observation per diary night and per imported night, the QuestionnaireResponses with their
-//! score Observations, and the consent decisions as Consent resources.
+//! score Observations, and the consent decisions as Consent resources; and the same Bundle
+//! rendered as a readable HTML page.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use common::consent::Purpose;
-use common::http::AuthUser;
+use common::error::Problem;
+use common::http::{ApiQuery, AuthUser};
 use common::questionnaire::{self, Answers, BandRef, Instrument, Score, fhir};
 use serde_json::{Value, json};
 use sha2::Digest as _;
@@ -239,11 +241,26 @@ pub async fn bundle(state: &AppState, user: Uuid) -> Result<Value> {
     }))
 }
 
-/// Everything stored about the caller as a FHIR R4 `collection` Bundle.
+/// Everything stored about the caller: the FHIR R4 `collection` Bundle, or the same data as an
+/// HTML page a person can read (`?format=html`, or `Accept: text/html` without `format`).
 #[utoipa::path(get, path = "/v1/me/export",
-    responses((status = 200, description = "FHIR R4 Bundle", content_type = "application/fhir+json")),
+    params(ExportQuery),
+    responses(
+        (status = 200, description = "The FHIR R4 Bundle, or the same data as a readable HTML page (German, English labels)",
+            content(("application/fhir+json"), ("text/html"))),
+        (status = 422, description = "`format` is neither `fhir` nor `html`", body = Problem, content_type = "application/problem+json"),
+    ),
     security(("bearer" = [])))]
-pub async fn export(State(state): State<AppState>, user: AuthUser) -> Result<Response> {
+pub async fn export(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(query): ApiQuery<ExportQuery>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let format = negotiate(
+        query.format,
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+    );
     let bundle = bundle(&state, user.user_id).await?;
     let mut tx = state.pool.begin().await?;
     crate::audit::append(
@@ -258,10 +275,348 @@ pub async fn export(State(state): State<AppState>, user: AuthUser) -> Result<Res
     )
     .await?;
     tx.commit().await?;
+    let (content_type, body) = match format {
+        Format::Fhir => (
+            "application/fhir+json",
+            serde_json::to_vec(&bundle).unwrap_or_default(),
+        ),
+        Format::Html => (
+            "text/html; charset=utf-8",
+            render_html(&bundle).into_bytes(),
+        ),
+    };
     Ok((
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/fhir+json")],
-        serde_json::to_vec(&bundle).unwrap_or_default(),
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::VARY, "Accept"),
+            // The page needs no script, image or request of its own.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
+        ],
+        body,
     )
         .into_response())
+}
+
+/// The output formats of the export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// The FHIR R4 Bundle (`application/fhir+json`).
+    Fhir,
+    /// The same data as a page a person can read (`text/html`).
+    Html,
+}
+
+/// Query of the export.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// `fhir` (default) or `html`; without it, `Accept: text/html` asks for the page.
+    #[param(inline)]
+    pub format: Option<Format>,
+}
+
+/// The format asked for: the query wins; otherwise `text/html` in `Accept` before any FHIR or
+/// JSON type; otherwise the Bundle.
+pub fn negotiate(query: Option<Format>, accept: Option<&str>) -> Format {
+    if let Some(format) = query {
+        return format;
+    }
+    let Some(accept) = accept else {
+        return Format::Fhir;
+    };
+    let html = accept.find("text/html");
+    let json = ["application/fhir+json", "application/json"]
+        .iter()
+        .filter_map(|t| accept.find(t))
+        .min();
+    match (html, json) {
+        (Some(h), Some(j)) if h < j => Format::Html,
+        (Some(_), None) => Format::Html,
+        _ => Format::Fhir,
+    }
+}
+
+/// Escapes text for HTML element content and quoted attribute values (OWASP XSS prevention
+/// rule 1 and 2: `& < > " '`).
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A JSON value as display text (strings as they are, numbers as written), escaped.
+fn text(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => escape(s),
+        other => escape(&other.to_string()),
+    }
+}
+
+fn quantity(value: &Value) -> String {
+    if value.is_null() {
+        return String::new();
+    }
+    let unit = match value["unit"].as_str() {
+        Some("min") => " min",
+        Some("%") => " %",
+        _ => "",
+    };
+    format!("{}{unit}", text(&value["value"]))
+}
+
+fn component_value<'a>(obs: &'a Value, code: &str) -> &'a Value {
+    obs["component"]
+        .as_array()
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c["code"]["coding"][0]["code"] == code)
+                .map(|c| &c["valueQuantity"])
+        })
+        .unwrap_or(&Value::Null)
+}
+
+fn row(cells: &[String], id: &Value) -> String {
+    let mut out = format!("<tr data-id=\"{}\">", text(id));
+    for cell in cells {
+        out.push_str("<td>");
+        out.push_str(cell);
+        out.push_str("</td>");
+    }
+    out.push_str("</tr>\n");
+    out
+}
+
+fn table(caption: &str, headers: &[&str], rows: &[String]) -> String {
+    let mut out = format!("<h2>{caption}</h2>\n");
+    if rows.is_empty() {
+        out.push_str("<p>Keine Einträge / No entries</p>\n");
+        return out;
+    }
+    out.push_str("<table>\n<thead><tr>");
+    for h in headers {
+        out.push_str(&format!("<th scope=\"col\">{h}</th>"));
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    for r in rows {
+        out.push_str(r);
+    }
+    out.push_str("</tbody>\n</table>\n");
+    out
+}
+
+/// The Bundle as one self-contained HTML page (GDPR Art. 15(3) with Art. 12(1): the copy in an
+/// intelligible form), German with English labels. It is rendered from the Bundle itself, so
+/// both show the same data; every value from the data is escaped.
+pub fn render_html(bundle: &Value) -> String {
+    let resources: Vec<&Value> = bundle["entry"]
+        .as_array()
+        .map(|es| es.iter().map(|e| &e["resource"]).collect())
+        .unwrap_or_default();
+    let of = |kind: &str| -> Vec<&Value> {
+        resources
+            .iter()
+            .copied()
+            .filter(|r| r["resourceType"] == kind)
+            .collect()
+    };
+    let observations = of("Observation");
+    let is_diary = |o: &Value| o["code"]["coding"][0]["code"] == SLEEP_DURATION;
+    let is_score = |o: &Value| o.get("derivedFrom").is_some();
+
+    let mut diary = Vec::new();
+    for o in observations.iter().copied().filter(|o| is_diary(o)) {
+        diary.push(row(
+            &[
+                text(&o["issued"]),
+                text(&o["effectivePeriod"]["start"]),
+                text(&o["effectivePeriod"]["end"]),
+                quantity(component_value(o, "tib")),
+                quantity(&o["valueQuantity"]),
+                quantity(component_value(o, "sol")),
+                quantity(component_value(o, "waso")),
+                text(&component_value(o, "nwak")["value"]),
+                quantity(component_value(o, "se")),
+                text(&o["note"][0]["text"]),
+            ],
+            &o["id"],
+        ));
+    }
+    let mut devices = Vec::new();
+    for o in observations
+        .iter()
+        .copied()
+        .filter(|o| !is_diary(o) && !is_score(o))
+    {
+        devices.push(row(
+            &[
+                text(&o["code"]["coding"][0]["display"]),
+                text(&o["method"]["text"]),
+                text(&o["effectivePeriod"]["start"]),
+                text(&o["effectivePeriod"]["end"]),
+                quantity(&o["valueQuantity"]),
+            ],
+            &o["id"],
+        ));
+    }
+    let mut scores = Vec::new();
+    for o in observations.iter().copied().filter(|o| is_score(o)) {
+        let interpretation: Vec<String> = o["interpretation"]
+            .as_array()
+            .map(|is| is.iter().map(|i| text(&i["text"])).collect())
+            .unwrap_or_default();
+        scores.push(row(
+            &[
+                text(&o["code"]["text"]),
+                text(&o["effectiveDateTime"]),
+                text(&o["valueQuantity"]["value"]),
+                interpretation.join("; "),
+            ],
+            &o["id"],
+        ));
+    }
+    let mut answers = Vec::new();
+    for r in of("QuestionnaireResponse") {
+        let items: Vec<String> = r["item"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|i| {
+                        let answer = &i["answer"][0];
+                        let value = answer
+                            .as_object()
+                            .and_then(|a| a.iter().find(|(k, _)| k.starts_with("value")))
+                            .map(|(_, v)| match v.get("display").or_else(|| v.get("code")) {
+                                Some(d) => text(d),
+                                None => text(v),
+                            })
+                            .unwrap_or_default();
+                        let label = match &i["text"] {
+                            Value::Null => text(&i["linkId"]),
+                            t => text(t),
+                        };
+                        format!("{label}: {value}")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        answers.push(row(
+            &[
+                text(&r["questionnaire"]),
+                text(&r["authored"]),
+                items.join("<br>"),
+            ],
+            &r["id"],
+        ));
+    }
+    let mut consents = Vec::new();
+    for c in of("Consent") {
+        consents.push(row(
+            &[
+                text(&c["provision"]["purpose"][0]["code"]),
+                if c["status"] == "active" {
+                    "erteilt / granted".to_owned()
+                } else {
+                    "widerrufen / withdrawn".to_owned()
+                },
+                text(&c["dateTime"]),
+                text(&c["policy"][0]["uri"]),
+            ],
+            &c["id"],
+        ));
+    }
+    let patient = of("Patient")
+        .first()
+        .copied()
+        .cloned()
+        .unwrap_or(Value::Null);
+
+    let mut page = String::from(
+        "<!DOCTYPE html>\n<html lang=\"de\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <title>Ihre Daten / Your data</title>\n<style>body{font-family:sans-serif;margin:2em}\
+         table{border-collapse:collapse;margin-bottom:1.5em}th,td{border:1px solid #999;padding:.3em .5em;\
+         text-align:left;vertical-align:top}</style>\n</head>\n<body>\n\
+         <h1>Ihre gespeicherten Daten / Your stored data</h1>\n",
+    );
+    page.push_str(&format!(
+        "<p>Erstellt / Created: {}. Alle Zeiten in UTC / All times in UTC. Dieselben Daten als FHIR-R4-Bundle / The same data as a \
+         FHIR R4 Bundle: <code>GET /v1/me/export</code>.</p>\n<dl>\n\
+         <dt>Pseudonym</dt><dd>{}</dd>\n<dt>E-Mail</dt><dd>{}</dd>\n</dl>\n",
+        text(&bundle["timestamp"]),
+        text(&patient["identifier"][0]["value"]),
+        text(&patient["telecom"][0]["value"]),
+    ));
+    page.push_str(&table(
+        "Schlaftagebuch / Sleep diary",
+        &[
+            "Aufgewacht / Final awakening",
+            "Ins Bett / Into bed",
+            "Aufgestanden / Out of bed",
+            "Zeit im Bett / Time in bed",
+            "Schlafdauer / Total sleep time",
+            "Einschlafdauer / Sleep onset latency",
+            "Wachzeit / Wake after sleep onset",
+            "Aufwachen / Awakenings",
+            "Schlafeffizienz / Sleep efficiency",
+            "Kommentar / Comment",
+        ],
+        &diary,
+    ));
+    page.push_str(&table(
+        "Geräte / Devices",
+        &[
+            "Art / Kind",
+            "Quelle / Source",
+            "Beginn / Start",
+            "Ende / End",
+            "Im Bett / In bed",
+        ],
+        &devices,
+    ));
+    page.push_str(&table(
+        "Fragebogen-Ergebnisse / Questionnaire scores",
+        &[
+            "Fragebogen / Questionnaire",
+            "Datum / Date",
+            "Punkte / Score",
+            "Einordnung / Interpretation",
+        ],
+        &scores,
+    ));
+    page.push_str(&table(
+        "Fragebogen-Antworten / Questionnaire answers",
+        &[
+            "Fragebogen / Questionnaire",
+            "Ausgefüllt / Authored",
+            "Antworten / Answers",
+        ],
+        &answers,
+    ));
+    page.push_str(&table(
+        "Einwilligungen / Consents",
+        &[
+            "Zweck / Purpose",
+            "Stand / State",
+            "Zeitpunkt / Time",
+            "Text",
+        ],
+        &consents,
+    ));
+    page.push_str("</body>\n</html>\n");
+    page
 }
