@@ -266,3 +266,48 @@ async fn with_oidc_required_a_push_without_a_valid_token_is_refused(pool: PgPool
     );
     assert_eq!(count(&pool, "SELECT count(*) FROM audit_log").await, 0);
 }
+
+/// How fast the push route appends (every append takes the chain's one lock). Prints events/s
+/// for 1 and 16 concurrent pushers. Run with
+/// `cargo test -p privacy --test audit_push -- --ignored --nocapture`.
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+#[ignore = "measurement, not a check"]
+async fn append_rate_of_the_push_route(pool: PgPool) {
+    let state = PushState {
+        pool: pool.clone(),
+        verifier: None,
+    };
+    let n = 1000;
+    for pushers in [1usize, 16] {
+        let bodies: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                let e = AuditRecorded::own(Uuid::new_v4(), "sleep-log.read", "sleep-diary", None);
+                let env = common::events::Event::AuditRecorded(e.clone())
+                    .to_envelope(Uuid::new_v4(), e.at);
+                envelope(
+                    &format!("rate-{pushers}-{i}"),
+                    &serde_json::to_vec(&env).unwrap(),
+                )
+            })
+            .collect();
+        let clock = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for chunk in bodies.chunks(n / pushers) {
+            let (state, chunk) = (state.clone(), chunk.to_vec());
+            tasks.push(tokio::spawn(async move {
+                for body in chunk {
+                    assert_eq!(push(&state, body).await, StatusCode::NO_CONTENT);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        println!(
+            "{pushers:2} pushers: {:.0} appends/s",
+            n as f64 / clock.elapsed().as_secs_f64()
+        );
+    }
+    assert_eq!(audit::verify(&pool, None).await.unwrap(), vec![]);
+    assert_eq!(count(&pool, "SELECT count(*) FROM audit_log").await, 2000);
+}
