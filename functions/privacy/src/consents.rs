@@ -199,12 +199,31 @@ pub async fn grant(
     ))
 }
 
-/// Withdraw one purpose (GDPR Art. 7(3)). Processing for it stops at once: without
-/// `intended_use` no health data are stored any more; what is stored stays until the user
-/// erases the account (`DELETE /v1/me`). Withdrawing what is not granted answers 404.
+/// The answer to a withdrawal: the withdrawal itself and, for `intended_use`, the erasure it
+/// started.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Withdrawal {
+    pub purpose: Purpose,
+    pub version: i32,
+    /// Always `withdrawn`.
+    pub action: String,
+    pub at: DateTime<Utc>,
+    /// Present when the withdrawal was of `intended_use`: the erasure of the account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erasure: Option<crate::erasure::Erasure>,
+}
+
+/// Withdraw one purpose (GDPR Art. 7(3)). Processing for it stops at once. Withdrawing
+/// `intended_use` (DiGAV §4(2) Nr. 1) removes the only legal ground the health data are kept on
+/// (GDPR Art. 6(1)(a), 9(2)(a)), so they must be erased (Art. 17(1)(b)): the withdrawal is
+/// recorded first, then the same erasure as `DELETE /v1/me` runs — 200 when every store was
+/// erased and verified, 202 naming the stores still pending (the retention job retries them).
+/// Withdrawing another purpose stops only that purpose. Withdrawing what is not granted
+/// answers 404.
 #[utoipa::path(delete, path = "/v1/me/consents/{purpose}", params(("purpose" = Purpose, Path, description = "Purpose")),
     responses(
-        (status = 200, description = "Withdrawn", body = ConsentEvent),
+        (status = 200, description = "Withdrawn (for intended_use: and the account erased and verified)", body = Withdrawal),
+        (status = 202, description = "intended_use withdrawn; some stores of the erasure are pending and retried", body = Withdrawal),
         (status = 404, description = "Not granted", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
@@ -212,7 +231,7 @@ pub async fn withdraw(
     State(state): State<AppState>,
     user: AuthUser,
     Path(purpose): Path<String>,
-) -> Result<Json<ConsentEvent>> {
+) -> Result<(StatusCode, Json<Withdrawal>)> {
     let purpose = Purpose::parse(&purpose).ok_or_else(Problem::not_found)?;
     let mut tx = state.pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 11))")
@@ -241,12 +260,22 @@ pub async fn withdraw(
     audited(&mut tx, user.user_id, "consent.withdrawn").await?;
     tx.commit().await?;
     tracing::info!(target: "audit", event = "consent_withdrawn", user_id = %user.user_id, purpose = purpose.as_str(), "consent withdrawn");
-    Ok(Json(ConsentEvent {
-        purpose,
-        version,
-        action: "withdrawn".into(),
-        at,
-    }))
+    let (status, erasure) = if purpose == Purpose::IntendedUse {
+        let (status, erasure) = crate::erase_and_audit(&state, user.user_id).await?;
+        (status, Some(erasure))
+    } else {
+        (StatusCode::OK, None)
+    };
+    Ok((
+        status,
+        Json(Withdrawal {
+            purpose,
+            version,
+            action: "withdrawn".into(),
+            at,
+            erasure,
+        }),
+    ))
 }
 
 async fn audited(tx: &mut sqlx::PgConnection, user: uuid::Uuid, action: &str) -> sqlx::Result<()> {

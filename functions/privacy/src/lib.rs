@@ -201,7 +201,7 @@ pub fn service(
 #[openapi(
     info(title = "dta-wide privacy", version = "1"),
     paths(consents::current, consents::grant, consents::history, consents::withdraw, erase_me, export::export, push::push, openapi, healthz),
-    components(schemas(consents::ConsentState, consents::ConsentEvent, consents::Grant, common::consent::Purpose, erasure::Erasure, erasure::StoreOutcome, Problem)),
+    components(schemas(consents::ConsentState, consents::ConsentEvent, consents::Withdrawal, consents::Grant, common::consent::Purpose, erasure::Erasure, erasure::StoreOutcome, Problem)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -219,14 +219,24 @@ async fn erase_me(
     axum::extract::State(state): axum::extract::State<AppState>,
     user: common::http::AuthUser,
 ) -> Result<(axum::http::StatusCode, Json<erasure::Erasure>)> {
-    let outcome = erasure::erase(&state.stores, user.user_id).await?;
+    let (status, outcome) = erase_and_audit(&state, user.user_id).await?;
+    Ok((status, Json(outcome)))
+}
+
+/// Erases `user` everywhere and records the outcome in the audit trail; 200 when done, 202 when
+/// stores are pending. Used by `DELETE /v1/me` and by the withdrawal of `intended_use`.
+pub(crate) async fn erase_and_audit(
+    state: &AppState,
+    user: uuid::Uuid,
+) -> Result<(axum::http::StatusCode, erasure::Erasure)> {
+    let outcome = erasure::erase(&state.stores, user).await?;
     // The trail names the erased user only by the pseudonym the ledger keeps as well.
     let mut tx = state.pool.begin().await?;
     audit::append(
         &mut tx,
         &audit::Entry {
-            actor: user.user_id,
-            subject: user.user_id,
+            actor: user,
+            subject: user,
             action: if outcome.done() {
                 "erasure.done"
             } else {
@@ -243,7 +253,7 @@ async fn erase_me(
     } else {
         axum::http::StatusCode::ACCEPTED
     };
-    Ok((status, Json(outcome)))
+    Ok((status, outcome))
 }
 
 /// This service's OpenAPI 3.1 document.

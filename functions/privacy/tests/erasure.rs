@@ -489,3 +489,84 @@ async fn every_generation_of_a_user_s_objects_in_a_versioned_bucket_is_erased(po
         3
     );
 }
+
+/// Withdrawing the consent to the intended use (DiGAV §4(2) Nr. 1) erases the account like
+/// `DELETE /v1/me` (GDPR Art. 17(1)(b)); withdrawing another purpose erases nothing.
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn withdrawing_the_intended_use_erases_the_account(pool: PgPool) {
+    let s = support::state(pool.clone()).await;
+    let user = testkit::user(&pool).await;
+    let other = testkit::user(&pool).await;
+    seed_postgres(&pool, user).await;
+    seed_postgres(&pool, other).await;
+    let version: i32 = sqlx::query_scalar(
+        "SELECT max(version) FROM consent_texts WHERE purpose = 'product_improvement'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let (status, _) = support::call(
+        &s,
+        "POST",
+        "/v1/me/consents",
+        user,
+        Some(json!({"purpose": "product_improvement", "version": version})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // Another purpose: only that purpose stops; the diary stays.
+    let (status, w) = support::call(
+        &s,
+        "DELETE",
+        "/v1/me/consents/product_improvement",
+        user,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{w}");
+    assert!(w.get("erasure").is_none(), "{w}");
+    let diary = |u: Uuid| {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM diary_entries WHERE user_id = $1")
+            .bind(u)
+            .fetch_one(&pool)
+    };
+    assert_eq!(diary(user).await.unwrap(), 1);
+
+    let (status, w) = support::call(&s, "DELETE", "/v1/me/consents/intended_use", user, None).await;
+    assert_eq!(status, StatusCode::OK, "{w}");
+    assert_eq!(w["action"], "withdrawn");
+    assert_eq!(w["purpose"], "intended_use");
+    assert_eq!(w["erasure"]["status"], "done", "{w}");
+    assert_eq!(
+        w["erasure"]["subject_hash"],
+        privacy::erasure::subject_hash(user)
+    );
+    let left: Vec<(String, i64)> = rows_keyed_to(&pool, user)
+        .await
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert!(left.is_empty(), "rows left after the withdrawal: {left:?}");
+    let ledger: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM erasure_ledger WHERE subject_hash = $1")
+            .bind(privacy::erasure::subject_hash(user))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(ledger, 1);
+    let trail: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM audit_log WHERE subject_ref = $1 ORDER BY seq")
+            .bind(privacy::erasure::subject_hash(user))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        trail.last().map(String::as_str),
+        Some("erasure.done"),
+        "{trail:?}"
+    );
+    assert!(trail.iter().any(|a| a == "consent.withdrawn"), "{trail:?}");
+    // The other user keeps everything.
+    assert_eq!(diary(other).await.unwrap(), 1);
+}
