@@ -46,6 +46,17 @@ pub enum JobError {
     /// `JOB_SCHEDULE_TIME` is not an RFC 3339 instant.
     #[error("JOB_SCHEDULE_TIME is not an RFC 3339 time: {0:?}")]
     ScheduleTime(String),
+    /// The schedule time or logical date lies in the future: a date whose work would then be
+    /// recorded as done before its day (and skipped when it comes), or a cutoff moved ahead.
+    #[error("{what} {value} is in the future (now {now})")]
+    Future {
+        /// Which input.
+        what: &'static str,
+        /// The value given.
+        value: String,
+        /// The execution's start.
+        now: String,
+    },
     /// The task index is not below the task count.
     #[error("CLOUD_RUN_TASK_INDEX {index} is not below CLOUD_RUN_TASK_COUNT {count}")]
     TaskIndex {
@@ -73,6 +84,10 @@ pub struct Task {
     pub logical_date: NaiveDate,
 }
 
+/// How far a schedule time may lie ahead of the execution's clock: Cloud Scheduler fires at or
+/// after its schedule time, so only clock skew is allowed.
+pub const SCHEDULE_TIME_SKEW: chrono::Duration = chrono::Duration::minutes(10);
+
 /// The UTC date of a Cloud Scheduler schedule time (`2026-03-29T01:30:00Z`, any offset).
 pub fn logical_date_from_schedule_time(value: &str) -> Result<NaiveDate, JobError> {
     DateTime::parse_from_rfc3339(value.trim())
@@ -91,8 +106,28 @@ impl JobConfig {
             });
         }
         let logical_date = match (&self.logical_date, &self.schedule_time) {
-            (Some(date), _) => *date,
-            (None, Some(t)) => logical_date_from_schedule_time(t)?,
+            (Some(date), _) => {
+                if *date > now.date_naive() {
+                    return Err(JobError::Future {
+                        what: "JOB_LOGICAL_DATE",
+                        value: date.to_string(),
+                        now: now.to_rfc3339(),
+                    });
+                }
+                *date
+            }
+            (None, Some(t)) => {
+                let at = DateTime::parse_from_rfc3339(t.trim())
+                    .map_err(|_| JobError::ScheduleTime(t.clone()))?;
+                if at.with_timezone(&Utc) > now + SCHEDULE_TIME_SKEW {
+                    return Err(JobError::Future {
+                        what: "JOB_SCHEDULE_TIME",
+                        value: t.trim().to_owned(),
+                        now: now.to_rfc3339(),
+                    });
+                }
+                logical_date_from_schedule_time(t)?
+            }
             (None, None) => now.date_naive(),
         };
         let job = self
@@ -341,6 +376,52 @@ mod tests {
             .expect("task");
         assert_eq!(task.logical_date.to_string(), "2026-01-02");
         let task = config(&[]).task("j", now()).expect("task");
+        assert_eq!(task.logical_date.to_string(), "2026-03-29");
+    }
+
+    #[test]
+    fn a_schedule_time_or_logical_date_in_the_future_is_refused() {
+        // now() is 2026-03-29T23:59Z: tomorrow's date would mark tomorrow's work done today.
+        let err = config(&["--logical-date", "2026-03-30"])
+            .task("j", now())
+            .expect_err("refused");
+        assert!(
+            matches!(
+                err,
+                JobError::Future {
+                    what: "JOB_LOGICAL_DATE",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = config(&["--schedule-time", "2026-03-30T03:30:00Z"])
+            .task("j", now())
+            .expect_err("refused");
+        assert!(
+            matches!(
+                err,
+                JobError::Future {
+                    what: "JOB_SCHEDULE_TIME",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // The same instant in another offset is as far ahead.
+        assert!(
+            config(&["--schedule-time", "2026-03-30T05:30:00+02:00"])
+                .task("j", now())
+                .is_err()
+        );
+        // Clock skew of a few minutes is allowed; today's date is not the future.
+        let task = config(&["--schedule-time", "2026-03-30T00:05:00Z"])
+            .task("j", now())
+            .expect("skew");
+        assert_eq!(task.logical_date.to_string(), "2026-03-30");
+        let task = config(&["--logical-date", "2026-03-29"])
+            .task("j", now())
+            .expect("today");
         assert_eq!(task.logical_date.to_string(), "2026-03-29");
     }
 

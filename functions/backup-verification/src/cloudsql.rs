@@ -65,6 +65,9 @@ pub struct Operation {
     /// `RESTORE_VOLUME` for a restore.
     #[serde(default)]
     pub operation_type: Option<String>,
+    /// The instance the operation works on (the restore's target).
+    #[serde(default)]
+    pub target_id: Option<String>,
     /// Set when the operation failed.
     #[serde(default)]
     pub error: Option<OperationErrors>,
@@ -260,6 +263,17 @@ pub async fn restore(
             )));
         }
         if op.status == "DONE" {
+            // A DONE operation that is not this restore proves nothing was restored
+            // (Admin API v1 `sql#operation`: `operationType` RESTORE_VOLUME, `targetId` the
+            // instance restored into).
+            let kind = op.operation_type.as_deref().unwrap_or("");
+            let target = op.target_id.as_deref().unwrap_or("");
+            if kind != "RESTORE_VOLUME" || target != settings.scratch_instance {
+                return Err(AdminError(format!(
+                    "restore of backup run {} into {}: operation {} is DONE but is not that restore (operationType {kind:?}, targetId {target:?})",
+                    run.id, settings.scratch_instance, op.name
+                )));
+            }
             return Ok(Restored {
                 operation: op.name,
                 elapsed: started.elapsed(),

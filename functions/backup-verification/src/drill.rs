@@ -130,10 +130,24 @@ pub fn with_database(url: &str, database: &str) -> String {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
-    let query = path_and_query
+    // A `dbname` parameter wins over the path in libpq and sqlx alike: it would send the
+    // restore and the re-clean to the database it names, so it is dropped.
+    let params: Vec<&str> = path_and_query
         .find('?')
-        .map(|i| &path_and_query[i..])
-        .unwrap_or("");
+        .map(|i| &path_and_query[i + 1..])
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| {
+            let key = p.split_once('=').map_or(*p, |(k, _)| k);
+            !key.eq_ignore_ascii_case("dbname")
+        })
+        .collect();
+    let query = if params.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", params.join("&"))
+    };
     format!("{scheme}://{authority}/{database}{query}")
 }
 
@@ -405,7 +419,11 @@ pub async fn verify_backup(
 
     let clock = Instant::now();
     let local = dir.join(format!("{}.restore.dump", stored.backup_id));
-    storage.get_to_file(&stored.dump_object, &local).await?;
+    if let Err(e) = storage.get_to_file(&stored.dump_object, &local).await {
+        // A download cut short leaves part of a dump of health data on disk.
+        let _ = tokio::fs::remove_file(&local).await;
+        return Err(e.into());
+    }
     v.download_secs = clock.elapsed().as_secs_f64();
     let (sha256, size) = sha256_of(&local).await?;
     v.bytes = size;
@@ -455,6 +473,18 @@ async fn restore_and_compare(
     ledger: &[String],
 ) -> Result<(), DrillError> {
     let scratch_url = with_database(server_url, scratch);
+    // Whatever the URL says, the restore goes only into the scratch database just created.
+    let mut probe = PgConnection::connect(&scratch_url).await?;
+    let reached: String = sqlx::query_scalar("SELECT current_database()::text")
+        .fetch_one(&mut probe)
+        .await?;
+    let _ = probe.close().await;
+    if reached != scratch {
+        v.failures.push(format!(
+            "RESTORE_DATABASE_URL leads to database {reached:?}, not the scratch database: refusing to restore into it"
+        ));
+        return Ok(());
+    }
     let clock = Instant::now();
     let output = tokio::process::Command::new(&tools.pg_restore)
         .arg("--exit-on-error")
@@ -596,6 +626,18 @@ mod tests {
         );
         assert_eq!(
             with_database("postgres://u@h", "scratch"),
+            "postgres://u@h/scratch"
+        );
+        // A dbname parameter would win over the path: it goes.
+        assert_eq!(
+            with_database(
+                "postgres://u@h:5432/postgres?sslmode=require&dbname=app&DBNAME=x",
+                "scratch"
+            ),
+            "postgres://u@h:5432/scratch?sslmode=require"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/postgres?dbname=app", "scratch"),
             "postgres://u@h/scratch"
         );
     }

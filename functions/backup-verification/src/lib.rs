@@ -104,7 +104,11 @@ pub async fn run(config: Config) -> RunReport {
         Err(e) => {
             let task = Task {
                 job: "backup-verification".into(),
-                execution: "unknown".into(),
+                execution: config
+                    .job
+                    .execution
+                    .clone()
+                    .unwrap_or_else(|| "unknown".into()),
                 index: config.job.task_index,
                 count: config.job.task_count,
                 attempt: config.job.task_attempt,
@@ -113,6 +117,13 @@ pub async fn run(config: Config) -> RunReport {
             let mut report = RunReport::new(&task, started);
             report.fail(e.to_string()).finish(Utc::now());
             report.log();
+            // Stored like every other run, so the refusal is on record beside the log entry.
+            if let Ok(pool) = common::db::connect(&config.db).await {
+                if let Err(e) = common::job::store_report(&pool, &report).await {
+                    tracing::error!(error = %e, "run report not stored");
+                }
+                pool.close().await;
+            }
             return report;
         }
     };

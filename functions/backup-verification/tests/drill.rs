@@ -593,3 +593,271 @@ async fn the_run_report_and_record_state_the_erased_subjects_checked(pool: PgPoo
         .expect("count");
     assert_eq!(still, 20);
 }
+
+async fn stored_and_replaced(pool: &PgPool, storage: &Storage, body: Vec<u8>) -> Verification {
+    let backup = drill::take_backup(&url_of(pool), &PgTools::locate(None), &work_dir(), &[])
+        .await
+        .expect("backup");
+    let stored = drill::store_backup(storage, "t", &backup)
+        .await
+        .expect("store");
+    storage
+        .put(
+            &stored.dump_object,
+            body,
+            "application/octet-stream",
+            Default::default(),
+        )
+        .await
+        .expect("overwrite");
+    drill::verify_backup(
+        storage,
+        &stored,
+        &PgTools::locate(None),
+        &url_of(pool),
+        &work_dir(),
+        &limits(),
+        &[],
+        Utc::now(),
+    )
+    .await
+    .expect("verification ran")
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn an_empty_or_foreign_format_dump_object_fails_with_the_reason(pool: PgPool) {
+    seed(&pool).await;
+    let storage = storage().await;
+    for body in [
+        Vec::new(),
+        b"--\n-- PostgreSQL database dump\n--\nCREATE TABLE users (id uuid);\n".to_vec(),
+    ] {
+        let size = body.len();
+        let v = stored_and_replaced(&pool, &storage, body).await;
+        assert!(
+            v.failures[0].starts_with(&format!(
+                "dump differs from the one recorded at backup time ({size} of "
+            )),
+            "{:?}",
+            v.failures
+        );
+        assert!(
+            v.failures[1].starts_with("restore failed: pg_restore: error: "),
+            "{:?}",
+            v.failures
+        );
+        assert_eq!(v.failures.len(), 2, "{:?}", v.failures);
+        assert_eq!(v.tables, 0);
+    }
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn a_dbname_parameter_in_the_server_url_cannot_send_the_restore_into_the_source(
+    pool: PgPool,
+) {
+    seed(&pool).await;
+    let storage = storage().await;
+    let backup = drill::take_backup(&url_of(&pool), &PgTools::locate(None), &work_dir(), &[])
+        .await
+        .expect("backup");
+    let stored = drill::store_backup(&storage, "t", &backup)
+        .await
+        .expect("store");
+    let source = pool
+        .connect_options()
+        .get_database()
+        .expect("database")
+        .to_owned();
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    // libpq and sqlx both let ?dbname= win over the path.
+    let server = format!(
+        "{}?dbname={source}",
+        drill::with_database(&base, "postgres")
+    );
+
+    let v = drill::verify_backup(
+        &storage,
+        &stored,
+        &PgTools::locate(None),
+        &server,
+        &work_dir(),
+        &limits(),
+        &[],
+        Utc::now(),
+    )
+    .await
+    .expect("verification ran");
+
+    assert_eq!(v.failures, Vec::<String>::new());
+    assert_eq!(
+        v.rows,
+        backup
+            .description
+            .tables
+            .values()
+            .map(|t| t.rows)
+            .sum::<i64>()
+    );
+}
+
+/// `%XX` for every byte but ASCII letters and digits.
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn a_source_database_with_a_63_byte_odd_name_is_backed_up_and_verified(pool: PgPool) {
+    // Spaces, quotes, a slash, a question mark, umlauts: 63 bytes, PostgreSQL's limit.
+    let mut name = "bv ödd \"näme\" 'x'/?&=%".to_owned();
+    while name.len() < 63 {
+        name.push('z');
+    }
+    assert_eq!(name.len(), 63);
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    sqlx::query(&format!("CREATE DATABASE {quoted}"))
+        .execute(&pool)
+        .await
+        .expect("create");
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let url = drill::with_database(&base, &percent(&name));
+    let odd = sqlx::PgPool::connect(&url).await.expect("connect");
+    common::db::MIGRATOR.run(&odd).await.expect("migrate");
+    seed(&odd).await;
+    let storage = storage().await;
+
+    let backup = drill::take_backup(&url, &PgTools::locate(None), &work_dir(), &[]).await;
+    let v = match &backup {
+        Ok(backup) => {
+            let stored = drill::store_backup(&storage, "t", backup)
+                .await
+                .expect("store");
+            Some(
+                drill::verify_backup(
+                    &storage,
+                    &stored,
+                    &PgTools::locate(None),
+                    &url,
+                    &work_dir(),
+                    &limits(),
+                    &[],
+                    Utc::now(),
+                )
+                .await,
+            )
+        }
+        Err(_) => None,
+    };
+    odd.close().await;
+    sqlx::query(&format!("DROP DATABASE {quoted} WITH (FORCE)"))
+        .execute(&pool)
+        .await
+        .expect("drop");
+
+    let backup = backup.expect("backup of the odd name");
+    assert_eq!(backup.description.tables["public.diary_entries"].rows, 60);
+    let v = v.expect("verified").expect("verification ran");
+    assert_eq!(v.failures, Vec::<String>::new());
+    assert_eq!(
+        v.rows,
+        backup
+            .description
+            .tables
+            .values()
+            .map(|t| t.rows)
+            .sum::<i64>()
+    );
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn a_malformed_or_future_trigger_fails_the_run_is_stored_and_records_nothing(pool: PgPool) {
+    let bucket = unique("job");
+    let tomorrow = (Utc::now() + Duration::days(1)).date_naive().to_string();
+    let in_a_day = (Utc::now() + Duration::days(1)).to_rfc3339();
+    let cases: [(Vec<&str>, &str); 3] = [
+        (
+            vec![
+                "--schedule-time",
+                "2026-13-45T03:30:00Z",
+                "--execution",
+                "e-bad",
+            ],
+            "JOB_SCHEDULE_TIME is not an RFC 3339 time: \"2026-13-45T03:30:00Z\"",
+        ),
+        (
+            vec!["--schedule-time", &in_a_day, "--execution", "e-ahead"],
+            "JOB_SCHEDULE_TIME",
+        ),
+        (vec!["--execution", "e-tomorrow"], "JOB_LOGICAL_DATE"),
+    ];
+    for (args, reason) in cases {
+        let mut config = config(&pool, &bucket, &args);
+        if args.len() == 2 {
+            config.job.logical_date = Some(tomorrow.parse().expect("date"));
+        } else {
+            config.job.logical_date = None;
+        }
+        let report = backup_verification::run(config).await;
+        assert_eq!(report.outcome, Outcome::Failed);
+        assert_eq!(report.exit_code(), std::process::ExitCode::FAILURE);
+        assert!(
+            report.failures[0].starts_with(reason),
+            "{:?}",
+            report.failures
+        );
+        let stored: Vec<String> = sqlx::query_scalar(
+            "SELECT outcome FROM job_runs WHERE job = 'backup-verification' AND execution = $1",
+        )
+        .bind(args[args.len() - 1])
+        .fetch_all(&pool)
+        .await
+        .expect("runs");
+        assert_eq!(stored, ["failed"]);
+    }
+    assert_eq!(records(&pool).await, Vec::<(String, bool)>::new());
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn two_processes_for_the_same_date_at_once_make_one_record(pool: PgPool) {
+    seed(&pool).await;
+    let bucket = unique("procs");
+    let url = url_of(&pool);
+    let work = work_dir();
+    let spawn = |execution: &str| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_backup-verification"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &url)
+            .env("BACKUP_BUCKET", &bucket)
+            .env("BACKUP_CREATE_BUCKET", "true")
+            .env("STORAGE_EMULATOR_HOST", storage_host())
+            .env("BACKUP_WORK_DIR", &work)
+            .env("CLOUD_RUN_JOB", "backup-verification")
+            .env("CLOUD_RUN_EXECUTION", execution)
+            .env("JOB_SCHEDULE_TIME", "2026-12-03T03:30:00Z")
+            .env("LOG_FORMAT", "json")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .output()
+    };
+    let (a, b) = tokio::join!(spawn("exec-a"), spawn("exec-b"));
+    let (a, b) = (a.expect("a"), b.expect("b"));
+
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stdout));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stdout));
+    assert_eq!(records(&pool).await, [("2026-12-03".to_owned(), true)]);
+    let runs: Vec<String> = sqlx::query_scalar(
+        "SELECT outcome FROM job_runs WHERE job = 'backup-verification' ORDER BY outcome",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("runs");
+    assert_eq!(runs, ["skipped", "succeeded"]);
+}

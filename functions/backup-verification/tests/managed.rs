@@ -23,6 +23,50 @@ enum Ending {
     Done,
     Error,
     Never,
+    /// DONE, but the operation is another one (a backup, not the restore).
+    NotTheRestore,
+    /// `operations.get` answers 200 with a body that is not JSON.
+    Garbage,
+    /// `operations.get` answers 500 with an HTML page.
+    ServerError,
+    /// `instances.restoreBackup` answers 403 with the API's error JSON.
+    Forbidden,
+}
+
+/// What the fake's restore does to the "scratch instance": drop and re-create the database from
+/// a dump, as a Cloud SQL restore overwrites the whole instance. `None` restores nothing.
+#[derive(Clone)]
+struct Overwrite {
+    server_url: String,
+    database: String,
+    dump: std::path::PathBuf,
+}
+
+async fn overwrite(o: &Overwrite) {
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&o.server_url)
+        .await
+        .expect("server");
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", o.database),
+        format!("CREATE DATABASE {}", o.database),
+    ] {
+        sqlx::query(&sql)
+            .execute(&mut admin)
+            .await
+            .expect("recreate");
+    }
+    let status = tokio::process::Command::new(&PgTools::locate(None).pg_restore)
+        .arg("--exit-on-error")
+        .arg("--no-owner")
+        .arg(format!(
+            "--dbname={}",
+            drill::with_database(&o.server_url, &o.database)
+        ))
+        .arg(&o.dump)
+        .status()
+        .await
+        .expect("pg_restore");
+    assert!(status.success());
 }
 
 #[derive(Default)]
@@ -35,6 +79,7 @@ struct Seen {
 struct Fake {
     ending: Ending,
     seen: Arc<Mutex<Seen>>,
+    overwrite: Option<Overwrite>,
 }
 
 fn operation(status: &str) -> Value {
@@ -50,24 +95,52 @@ async fn restore_backup(
     State(fake): State<Fake>,
     Path(instance): Path<String>,
     Json(body): Json<Value>,
-) -> Json<Value> {
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
     fake.seen
         .lock()
         .expect("lock")
         .restore_bodies
         .push((instance, body));
-    Json(operation("PENDING"))
+    if fake.ending == Ending::Forbidden {
+        return (
+            axum::http::StatusCode::FORBIDDEN,
+            Json(json!({"error": {"code": 403, "status": "PERMISSION_DENIED",
+                "message": "The client is not authorized to make this request."}})),
+        )
+            .into_response();
+    }
+    if let Some(o) = &fake.overwrite {
+        overwrite(o).await;
+    }
+    Json(operation("PENDING")).into_response()
 }
 
 /// RUNNING on the first two polls, then as the ending says.
-async fn get_operation(State(fake): State<Fake>, Path(name): Path<String>) -> Json<Value> {
+async fn get_operation(
+    State(fake): State<Fake>,
+    Path(name): Path<String>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
     let polls = {
         let mut seen = fake.seen.lock().expect("lock");
         seen.polls.push(name);
         seen.polls.len()
     };
+    match fake.ending {
+        Ending::Garbage => return "<<not json>>".into_response(),
+        Ending::ServerError => {
+            return (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                [("content-type", "text/html")],
+                "<html><body>Error 500</body></html>",
+            )
+                .into_response();
+        }
+        _ => {}
+    }
     if polls <= 2 || fake.ending == Ending::Never {
-        return Json(operation("RUNNING"));
+        return Json(operation("RUNNING")).into_response();
     }
     let mut op = operation("DONE");
     if fake.ending == Ending::Error {
@@ -75,14 +148,23 @@ async fn get_operation(State(fake): State<Fake>, Path(name): Path<String>) -> Js
             "kind": "sql#operationError", "code": "INTERNAL_ERROR",
             "message": "Backup run 1733191200000 is not restorable"}]});
     }
-    Json(op)
+    if fake.ending == Ending::NotTheRestore {
+        op["operationType"] = json!("BACKUP_VOLUME");
+        op["targetId"] = json!("main");
+    }
+    Json(op).into_response()
 }
 
 /// Serves the fake; the newest successful backup run ended an hour ago.
 async fn serve(ending: Ending) -> (String, Arc<Mutex<Seen>>) {
+    serve_with(ending, None).await
+}
+
+async fn serve_with(ending: Ending, overwrite: Option<Overwrite>) -> (String, Arc<Mutex<Seen>>) {
     let fake = Fake {
         ending,
         seen: Arc::default(),
+        overwrite,
     };
     let seen = fake.seen.clone();
     let app = Router::new()
@@ -272,32 +354,23 @@ fn url_of(pool: &PgPool) -> String {
     )
 }
 
-/// Stands in for the scratch instance after Cloud SQL restored the backup: a database on the
-/// same server holding a copy of the source, made with pg_dump/pg_restore.
-async fn scratch_copy(pool: &PgPool) -> String {
+/// Stands in for the scratch instance after an earlier night's restore: a database on the same
+/// server holding a copy of the source, made with pg_dump/pg_restore. Also returns what the
+/// fake's restore re-creates it from (the backup run: the source as of now).
+async fn scratch_copy(pool: &PgPool) -> (String, Overwrite) {
     let name = format!("scratch_instance_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(pool)
-        .await
-        .expect("create");
-    let dir = std::env::temp_dir();
     let tools = PgTools::locate(None);
-    let backup = drill::take_backup(&url_of(pool), &tools, &dir, &[])
+    let backup = drill::take_backup(&url_of(pool), &tools, &std::env::temp_dir(), &[])
         .await
         .expect("dump");
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-    let scratch_url = drill::with_database(&base, &name);
-    let status = tokio::process::Command::new(&tools.pg_restore)
-        .arg("--exit-on-error")
-        .arg("--no-owner")
-        .arg(format!("--dbname={scratch_url}"))
-        .arg(&backup.path)
-        .status()
-        .await
-        .expect("pg_restore");
-    assert!(status.success());
-    let _ = std::fs::remove_file(&backup.path);
-    name
+    let o = Overwrite {
+        server_url: base,
+        database: name.clone(),
+        dump: backup.path,
+    };
+    overwrite(&o).await;
+    (name, o)
 }
 
 #[sqlx::test(migrator = "common::db::MIGRATOR")]
@@ -333,7 +406,7 @@ async fn a_production_run_checks_restores_and_reports_erased_users_absent(pool: 
     .await
     .expect("outbox");
     // The managed backup holds both users; user 2 is erased after it.
-    let scratch = scratch_copy(&pool).await;
+    let (scratch, restore_from) = scratch_copy(&pool).await;
     sqlx::query(
         "INSERT INTO erasure_ledger (subject_hash, stores, completed_at) VALUES ($1, '[]', now())",
     )
@@ -346,7 +419,7 @@ async fn a_production_run_checks_restores_and_reports_erased_users_absent(pool: 
         .execute(&pool)
         .await
         .expect("erase");
-    let (endpoint, seen) = serve(Ending::Done).await;
+    let (endpoint, seen) = serve_with(Ending::Done, Some(restore_from.clone())).await;
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
     let source_url = url_of(&pool);
     let scratch_url = drill::with_database(&base, &scratch);
@@ -390,6 +463,7 @@ async fn a_production_run_checks_restores_and_reports_erased_users_absent(pool: 
         .execute(&pool)
         .await
         .expect("drop");
+    let _ = std::fs::remove_file(&restore_from.dump);
     assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.failures);
     assert_eq!(report.figures["backup_id"], "1733191200000");
     assert_eq!(report.figures["restore_operation"], "6d1f3c2a-restore");
@@ -475,4 +549,175 @@ async fn a_production_run_without_a_scratch_instance_fails_naming_the_variables(
         report.failures,
         ["RESTORE_CHECK_INSTANCE and RESTORE_CHECK_DATABASE_URL are required with SQL_INSTANCE"]
     );
+}
+
+fn managed_config(source_url: &str, endpoint: &str, scratch_url: &str) -> Config {
+    Config::try_parse_from([
+        "backup-verification",
+        "--database-url",
+        source_url,
+        "--project",
+        "p",
+        "--logical-date",
+        "2026-12-03",
+        "--log-format",
+        "text",
+        "--sql-instance",
+        "main",
+        "--sqladmin-endpoint",
+        endpoint,
+        "--sqladmin-token-url=",
+        "--restore-check-instance",
+        "scratch",
+        "--restore-check-database-url",
+        scratch_url,
+        "--restore-poll-seconds",
+        "0.05",
+    ])
+    .expect("config")
+}
+
+async fn user_with_nights(pool: &PgPool, n: u32) {
+    sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, 'x')")
+        .bind(user(n))
+        .bind(format!("u{n}@example.org"))
+        .execute(pool)
+        .await
+        .expect("user");
+    sqlx::query(
+        "INSERT INTO diary_entries (id, user_id, night, zone, into_bed, into_bed_offset, lights_out,
+             lights_out_offset, final_awakening, final_awakening_offset, out_of_bed, out_of_bed_offset,
+             sol_min, awakenings, waso_min, tib_min, tst_min, twak_min, se_pct, input)
+         SELECT gen_random_uuid(), $1, date '2026-01-01' + g, 'Europe/Berlin', t, 3600,
+                t + interval '15 min', 3600, t + interval '7 hours', 3600,
+                t + interval '7 hours 20 min', 3600, 15, 2, 30, 440, 375, 20, 85.2, '{}'::jsonb
+         FROM generate_series(1, 3) g,
+              LATERAL (SELECT timestamptz '2025-12-31 22:00+00' + g * interval '1 day' AS t) x",
+    )
+    .bind(user(n))
+    .execute(pool)
+    .await
+    .expect("diary");
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn a_scratch_url_reaching_the_source_database_is_refused_and_the_source_left_alone(
+    pool: PgPool,
+) {
+    user_with_nights(&pool, 1).await;
+    // An erasure still pending in the live database: its rows are there, the ledger names them.
+    sqlx::query("INSERT INTO erasure_ledger (subject_hash, stores) VALUES ($1, '[\"postgres\"]')")
+        .bind(erasure::pseudonym(user(1)))
+        .execute(&pool)
+        .await
+        .expect("ledger");
+    let (endpoint, seen) = serve(Ending::Done).await;
+    let source_url = url_of(&pool);
+    // The same database, spelt differently.
+    let scratch_url = format!("{source_url}?application_name=restore-check");
+
+    let report =
+        backup_verification::run(managed_config(&source_url, &endpoint, &scratch_url)).await;
+
+    assert_eq!(report.outcome, Outcome::Failed);
+    assert_eq!(
+        report.failures,
+        [
+            "RESTORE_CHECK_DATABASE_URL reaches the source database itself: refusing to check and re-clean it as the restored copy"
+        ]
+    );
+    assert!(seen.lock().expect("lock").restore_bodies.is_empty());
+    let nights: i64 = sqlx::query_scalar("SELECT count(*) FROM diary_entries WHERE user_id = $1")
+        .bind(user(1))
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(nights, 3, "the drill deleted live rows");
+    let marker: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('public.backup_verification_marker')::text")
+            .fetch_one(&pool)
+            .await
+            .expect("regclass");
+    assert_eq!(marker, None);
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn an_operation_done_without_restoring_anything_fails_the_drill(pool: PgPool) {
+    user_with_nights(&pool, 1).await;
+    // Last night's restore is still in the scratch database; tonight's "restore" does nothing.
+    let (scratch, restore_from) = scratch_copy(&pool).await;
+    let _ = std::fs::remove_file(&restore_from.dump);
+    let (endpoint, seen) = serve_with(Ending::Done, None).await;
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let scratch_url = drill::with_database(&base, &scratch);
+
+    let report =
+        backup_verification::run(managed_config(&url_of(&pool), &endpoint, &scratch_url)).await;
+
+    sqlx::query(&format!("DROP DATABASE {scratch} WITH (FORCE)"))
+        .execute(&pool)
+        .await
+        .expect("drop");
+    assert_eq!(report.outcome, Outcome::Failed);
+    assert_eq!(
+        report.failures,
+        [
+            "restore operation 6d1f3c2a-restore reported DONE, but the scratch database still holds the marker written before the restore: nothing was restored"
+        ]
+    );
+    assert_eq!(seen.lock().expect("lock").restore_bodies.len(), 1);
+    let passed: bool = sqlx::query_scalar(
+        "SELECT passed FROM backup_verifications WHERE logical_date = '2026-12-03'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("record");
+    assert!(!passed);
+}
+
+#[tokio::test]
+async fn a_done_operation_that_is_not_the_restore_fails() {
+    let (endpoint, _) = serve(Ending::NotTheRestore).await;
+
+    let err = cloudsql::restore(
+        &admin(&endpoint),
+        &run(),
+        &settings(Duration::from_secs(10)),
+    )
+    .await
+    .expect_err("not the restore");
+
+    assert_eq!(
+        err.to_string(),
+        "cloud sql admin api: restore of backup run 1733191200000 into scratch: operation 6d1f3c2a-restore is DONE but is not that restore (operationType \"BACKUP_VOLUME\", targetId \"main\")"
+    );
+}
+
+#[tokio::test]
+async fn garbage_403_and_500_from_the_admin_api_fail_the_restore_with_the_status() {
+    let cases = [
+        (
+            Ending::Garbage,
+            "cloud sql admin api: GET /operations/6d1f3c2a-restore: 200 OK: error decoding response body",
+        ),
+        (
+            Ending::ServerError,
+            "cloud sql admin api: GET /operations/6d1f3c2a-restore: 500 Internal Server Error: error decoding response body",
+        ),
+        (
+            Ending::Forbidden,
+            "cloud sql admin api: POST /instances/scratch/restoreBackup: 403 Forbidden: The client is not authorized to make this request.",
+        ),
+    ];
+    for (ending, expected) in cases {
+        let (endpoint, _) = serve(ending).await;
+        let err = cloudsql::restore(
+            &admin(&endpoint),
+            &run(),
+            &settings(Duration::from_secs(10)),
+        )
+        .await
+        .expect_err("fails");
+        assert!(err.to_string().starts_with(expected), "{err}");
+    }
 }
