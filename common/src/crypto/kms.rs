@@ -17,9 +17,12 @@
 //!   last encrypt used; [`KeyProvider::current_version`] asks KMS by encrypting a fixed probe,
 //!   because the role the services hold (`roles/cloudkms.cryptoKeyEncrypterDecrypter`) may
 //!   encrypt and decrypt but not read the key's metadata (`cryptoKeys.get`).
+//! - Every call is bounded ([`CALL_TIMEOUT`] unless set): a KMS that does not answer ends as a
+//!   provider error instead of holding the request (or the rewrap job) forever.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use google_cloud_kms_v1::client::KeyManagementService;
 use tokio::sync::OnceCell;
@@ -46,6 +49,10 @@ pub fn version_of(key: &str, version_name: &str) -> Option<u32> {
         .ok()
 }
 
+/// The longest one `encrypt` or `decrypt` call may take, retries of the client included. KMS
+/// answers in tens of milliseconds; the bound stays well below the services' request timeout.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn crc(bytes: &[u8]) -> i64 {
     i64::from(crc32c::crc32c(bytes))
 }
@@ -56,6 +63,7 @@ pub struct CloudKms {
     endpoint: Option<String>,
     client: OnceCell<KeyManagementService>,
     last_version: AtomicU32,
+    timeout: Duration,
 }
 
 impl CloudKms {
@@ -73,7 +81,30 @@ impl CloudKms {
             endpoint,
             client: OnceCell::new(),
             last_version: AtomicU32::new(0),
+            timeout: CALL_TIMEOUT,
         })
+    }
+
+    /// The same provider with another bound per call.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// `call` bounded by the call timeout; past it a provider error (retrying may succeed).
+    async fn bounded<T>(
+        &self,
+        call: &'static str,
+        future: impl Future<Output = Result<T, CryptoError>>,
+    ) -> Result<T, CryptoError> {
+        tokio::time::timeout(self.timeout, future)
+            .await
+            .unwrap_or_else(|_| {
+                Err(CryptoError::Provider(format!(
+                    "cloud kms {call}: no answer within {:?}",
+                    self.timeout
+                )))
+            })
     }
 
     /// The CryptoKey's resource name.
@@ -100,17 +131,20 @@ impl CloudKms {
 
     async fn encrypt(&self, plaintext: &[u8], aad: &[u8]) -> Result<Wrapped, CryptoError> {
         let response = self
-            .client()
-            .await?
-            .encrypt()
-            .set_name(&self.key)
-            .set_plaintext(plaintext.to_vec())
-            .set_additional_authenticated_data(aad.to_vec())
-            .set_plaintext_crc32c(crc(plaintext))
-            .set_additional_authenticated_data_crc32c(crc(aad))
-            .send()
-            .await
-            .map_err(call_error("encrypt"))?;
+            .bounded("encrypt", async {
+                self.client()
+                    .await?
+                    .encrypt()
+                    .set_name(&self.key)
+                    .set_plaintext(plaintext.to_vec())
+                    .set_additional_authenticated_data(aad.to_vec())
+                    .set_plaintext_crc32c(crc(plaintext))
+                    .set_additional_authenticated_data_crc32c(crc(aad))
+                    .send()
+                    .await
+                    .map_err(call_error("encrypt"))
+            })
+            .await?;
         if !response.verified_plaintext_crc32c
             || !response.verified_additional_authenticated_data_crc32c
         {
@@ -176,17 +210,20 @@ impl KeyProvider for CloudKms {
                 ));
             }
             let response = self
-                .client()
-                .await?
-                .decrypt()
-                .set_name(&self.key)
-                .set_ciphertext(wrapped.bytes.clone())
-                .set_additional_authenticated_data(aad.to_vec())
-                .set_ciphertext_crc32c(crc(&wrapped.bytes))
-                .set_additional_authenticated_data_crc32c(crc(aad))
-                .send()
-                .await
-                .map_err(call_error("decrypt"))?;
+                .bounded("decrypt", async {
+                    self.client()
+                        .await?
+                        .decrypt()
+                        .set_name(&self.key)
+                        .set_ciphertext(wrapped.bytes.clone())
+                        .set_additional_authenticated_data(aad.to_vec())
+                        .set_ciphertext_crc32c(crc(&wrapped.bytes))
+                        .set_additional_authenticated_data_crc32c(crc(aad))
+                        .send()
+                        .await
+                        .map_err(call_error("decrypt"))
+                })
+                .await?;
             if response.plaintext_crc32c != Some(crc(&response.plaintext)) {
                 return Err(CryptoError::Provider(
                     "cloud kms decrypt: the plaintext does not match its CRC32C".into(),
