@@ -42,8 +42,10 @@ pub const POSTGRES: &[(&str, Rule)] = &[
     ("erasure_pending", Rule::Delete),
 ];
 
-/// The stores of the map, in the order they are cleaned. The account row goes last so that an
-/// interrupted erasure can still be finished from `erasure_pending`.
+/// The stores of the map, in the order they are cleaned. The account row goes last, and only
+/// when every store before it was erased: some keys are found through the account (the
+/// per-account login limits in Redis are keyed by the hashed e-mail address), so a resumed
+/// erasure needs it. Until then the postgres pass removes everything else and stays pending.
 pub const STORES: &[&str] = &[
     "data_key",
     "firestore",
@@ -185,7 +187,7 @@ pub async fn erase(stores: &Stores, user: Uuid) -> Result<Erasure, sqlx::Error> 
             "cloud_storage" => erase_storage(&stores.buckets, user).await,
             "archive" => erase_archive(stores.archive.as_ref(), user).await,
             "redis" => erase_redis(&stores.redis, user, email.as_deref()).await,
-            _ => erase_postgres(&stores.pool, user).await,
+            _ => erase_postgres(&stores.pool, user, keep_account(&outcomes)).await,
         };
         let verified = match &pass {
             Ok(_) => match *store {
@@ -203,7 +205,10 @@ pub async fn erase(stores: &Stores, user: Uuid) -> Result<Erasure, sqlx::Error> 
                         n => Err(format!("{n} archived lines or versions left")),
                     }),
                 "redis" => verify_redis(&stores.redis, user, email.as_deref()).await,
-                _ => verify_postgres(&stores.pool, user).await,
+                _ => match verify_postgres(&stores.pool, user, keep_account(&outcomes)).await {
+                    Ok(()) if keep_account(&outcomes) => Err(ACCOUNT_KEPT.to_owned()),
+                    other => other,
+                },
             },
             Err(e) => Err(e.clone()),
         };
@@ -267,6 +272,14 @@ pub async fn erase(stores: &Stores, user: Uuid) -> Result<Erasure, sqlx::Error> 
     })
 }
 
+/// Why the postgres pass is pending while an earlier store is.
+const ACCOUNT_KEPT: &str = "the account row is kept until every other store is erased";
+
+/// Whether the account row must stay: a store before postgres is still pending.
+fn keep_account(outcomes: &[StoreOutcome]) -> bool {
+    outcomes.iter().any(|o| o.status != "erased")
+}
+
 /// Finishes every unfinished erasure (the retention job calls this); returns how many are
 /// done now.
 pub async fn resume(stores: &Stores) -> Result<usize, sqlx::Error> {
@@ -292,14 +305,14 @@ pub async fn reclean(pool: &PgPool) -> Result<u64, sqlx::Error> {
     .fetch_all(pool)
     .await?;
     for user in &users {
-        erase_postgres(pool, *user)
+        erase_postgres(pool, *user, false)
             .await
             .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
     }
     Ok(users.len() as u64)
 }
 
-async fn erase_postgres(pool: &PgPool, user: Uuid) -> Result<u64, Failure> {
+async fn erase_postgres(pool: &PgPool, user: Uuid, keep_account: bool) -> Result<u64, Failure> {
     let fail = |e: sqlx::Error| format!("postgres: {e}");
     let mut tx = pool.begin().await.map_err(fail)?;
     let mut removed = 0;
@@ -321,17 +334,19 @@ async fn erase_postgres(pool: &PgPool, user: Uuid) -> Result<u64, Failure> {
         .await
         .map_err(fail)?
         .rows_affected();
-    removed += sqlx::query("DELETE FROM users WHERE id = $1")
-        .bind(user)
-        .execute(&mut *tx)
-        .await
-        .map_err(fail)?
-        .rows_affected();
+    if !keep_account {
+        removed += sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(user)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?
+            .rows_affected();
+    }
     tx.commit().await.map_err(fail)?;
     Ok(removed)
 }
 
-async fn verify_postgres(pool: &PgPool, user: Uuid) -> Result<(), Failure> {
+async fn verify_postgres(pool: &PgPool, user: Uuid, keep_account: bool) -> Result<(), Failure> {
     let fail = |e: sqlx::Error| format!("postgres: {e}");
     let mut left = BTreeMap::new();
     for (table, rule) in POSTGRES {
@@ -353,7 +368,7 @@ async fn verify_postgres(pool: &PgPool, user: Uuid) -> Result<(), Failure> {
         .fetch_one(pool)
         .await
         .map_err(fail)?;
-    if users > 0 {
+    if users > 0 && !keep_account {
         left.insert("users", users);
     }
     if left.is_empty() {
