@@ -42,17 +42,23 @@ pub const POSTGRES: &[(&str, Rule)] = &[
     ("erasure_pending", Rule::Delete),
 ];
 
-/// The stores of the map, in the order they are cleaned. The account row goes last, and only
-/// when every store before it was erased: some keys are found through the account (the
-/// per-account login limits in Redis are keyed by the hashed e-mail address), so a resumed
-/// erasure needs it. Until then the postgres pass removes everything else and stays pending.
+/// The stores of the map, in the order they are cleaned.
+/// - The account row goes only when every store before postgres was erased: some keys are found
+///   through the account (the per-account login limits in Redis are keyed by the hashed e-mail
+///   address), so a resumed erasure needs it. Until then the postgres pass removes everything
+///   else and stays pending.
+/// - Firestore comes after postgres: sleep-analysis writes a user's documents inside a
+///   transaction that holds the user's night rows (and so a lock on the account row) and checked
+///   the consent first. Deleting the account row waits for such an analysis to commit, and
+///   after it no analysis finds the consent any more, so the Firestore pass that follows sees
+///   every document a late analysis wrote. Firestore needs only the id to be resumed.
 pub const STORES: &[&str] = &[
     "data_key",
-    "firestore",
     "cloud_storage",
     "archive",
     "redis",
     "postgres",
+    "firestore",
 ];
 
 /// The log archive: log-archiver's gzip NDJSON chunks of Firestore documents past the hot

@@ -710,3 +710,82 @@ async fn the_verifier_names_a_removed_first_entry_a_reordering_and_a_cut_tail(po
         vec![Break::Unlinked { seq: seqs[1] }]
     );
 }
+
+/// An analysis that passed its consent check before the erasure began, still running: it holds
+/// its night row (and so the account row) until it commits, and writes its Firestore documents
+/// before that commit, as sleep-analysis does. The erasure must not say done with them left.
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn a_late_analysis_write_during_erasure_does_not_survive_it(pool: PgPool) {
+    let s = support::state(pool.clone()).await;
+    let docs = Documents::connect(support::PROJECT).await.unwrap();
+    let user = testkit::user(&pool).await;
+
+    let mut analysis = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO analysis_nights (user_id, night, source, zone, final_awakening, final_offset, tib_min, tst_min, revision) \
+         VALUES ($1, '2025-03-30', 'diary', 'Europe/Berlin', '2025-03-30T04:30Z', 7200, 420, 360, now())",
+    )
+    .bind(user)
+    .execute(&mut *analysis)
+    .await
+    .unwrap();
+
+    let stores = s.stores.clone();
+    let erasure = tokio::spawn(async move { privacy::erasure::erase(&stores, user).await });
+    // Wait until the erasure waits for the analysis' lock on the account row.
+    let mut waited = 0;
+    loop {
+        let blocked: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM users%'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if blocked > 0 {
+            break;
+        }
+        waited += 1;
+        assert!(waited < 200, "the erasure never reached the account row");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    docs.put(
+        user,
+        ANALYSIS_LOGS,
+        "2025-03-24-late",
+        &StoredDoc::new(
+            user,
+            chrono::Utc::now(),
+            "sleep-analysis.week",
+            json!({"window_min": 360}),
+        ),
+    )
+    .await
+    .unwrap();
+    analysis.commit().await.unwrap();
+
+    let outcome = erasure.await.unwrap().unwrap();
+    let left = docs.list(user, ANALYSIS_LOGS).await.unwrap();
+    assert!(
+        !outcome.done() || left.is_empty(),
+        "done with {} documents left: {:?}",
+        left.len(),
+        outcome.stores
+    );
+    let outcome = if outcome.done() {
+        outcome
+    } else {
+        privacy::erasure::erase(&s.stores, user).await.unwrap()
+    };
+    assert!(outcome.done(), "{:?}", outcome.stores);
+    assert!(docs.list(user, ANALYSIS_LOGS).await.unwrap().is_empty());
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM analysis_nights WHERE user_id = $1",
+            user
+        )
+        .await,
+        0
+    );
+}
