@@ -92,6 +92,13 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         match self {
             Error::Client(p) => p.into_response(),
+            Error::Crypto(common::crypto::CryptoError::Db(e))
+                if common::db::is_foreign_key_violation(&e) =>
+            {
+                // The data key of an account that no longer exists (a valid token after the
+                // erasure): nothing was stored.
+                Problem::unauthorized().into_response()
+            }
             Error::Crypto(e) => {
                 tracing::error!(error = %e, "field encryption error");
                 Problem::internal().into_response()
