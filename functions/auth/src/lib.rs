@@ -42,7 +42,8 @@ pub const ARGON2_P: u32 = 1;
 pub const MIN_PASSWORD_CHARS: usize = 12;
 /// Longest accepted password, so hashing cost stays bounded.
 pub const MAX_PASSWORD_CHARS: usize = 128;
-/// Access tokens live 10 minutes (the issue allows at most 15).
+/// Access tokens live 10 minutes: short-lived, so a stolen token is useful only briefly; every
+/// request still checks the session in Redis, so revocation does not wait for expiry.
 pub const ACCESS_TTL: Duration = Duration::from_secs(10 * 60);
 
 /// Configuration, from the environment.
