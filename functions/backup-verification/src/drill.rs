@@ -323,6 +323,9 @@ pub struct Limits {
     pub max_age: chrono::Duration,
     /// A restore slower than this misses the RTO.
     pub rto: std::time::Duration,
+    /// A scratch database older than this whose drill holds no lock on it is left over from a
+    /// killed drill and dropped.
+    pub stale_scratch: chrono::Duration,
 }
 
 /// The findings of one verification.
@@ -356,6 +359,8 @@ pub struct Verification {
     pub erased_rows_removed: u64,
     /// Erased subjects still present after re-cleaning (a failure unless 0).
     pub erased_remaining: usize,
+    /// Scratch databases of earlier drills that died before dropping theirs, dropped now.
+    pub stale_scratch_dropped: usize,
     /// One line per failed check; empty when the backup is good.
     pub failures: Vec<String>,
 }
@@ -435,22 +440,56 @@ pub async fn verify_backup(
         ));
     }
 
-    let scratch = format!("restore_check_{}", uuid::Uuid::new_v4().simple());
+    // Named with its creation time. From just after it exists until it is dropped, a session
+    // connected to it holds an advisory lock there (advisory locks are per database); one older
+    // than the grace period that nobody holds belongs to a drill that was killed, and is a full
+    // copy of the data (erased people included) that would otherwise stay forever.
+    let scratch = format!(
+        "restore_check_{}_{}",
+        Utc::now().timestamp(),
+        uuid::Uuid::new_v4().simple()
+    );
     let mut admin = PgConnection::connect(scratch_server_url).await?;
+    v.stale_scratch_dropped = drop_stale_scratch(
+        &mut admin,
+        scratch_server_url,
+        Utc::now(),
+        limits.stale_scratch,
+    )
+    .await?;
     sqlx::query(&["CREATE DATABASE ", &scratch].concat())
         .execute(&mut admin)
         .await?;
-    let result = restore_and_compare(
-        &mut v,
-        &description,
-        tools,
-        scratch_server_url,
-        &scratch,
-        &local,
-        limits,
-        ledger,
-    )
+    let holder = async {
+        let mut holder =
+            PgConnection::connect(&with_database(scratch_server_url, &scratch)).await?;
+        sqlx::query("SELECT pg_advisory_lock($1, 0)")
+            .bind(SCRATCH_LOCK)
+            .execute(&mut holder)
+            .await?;
+        Ok::<_, sqlx::Error>(holder)
+    }
     .await;
+    let (result, holder) = match holder {
+        Err(e) => (Err(DrillError::Db(e)), None),
+        Ok(holder) => (
+            restore_and_compare(
+                &mut v,
+                &description,
+                tools,
+                scratch_server_url,
+                &scratch,
+                &local,
+                limits,
+                ledger,
+            )
+            .await,
+            Some(holder),
+        ),
+    };
+    if let Some(holder) = holder {
+        let _ = holder.close().await;
+    }
     let dropped = sqlx::query(&["DROP DATABASE IF EXISTS ", &scratch, " WITH (FORCE)"].concat())
         .execute(&mut admin)
         .await;
@@ -459,6 +498,65 @@ pub async fn verify_backup(
     result?;
     dropped?;
     Ok(v)
+}
+
+/// First key of the advisory locks that hold scratch databases (the second is the name's hash).
+const SCRATCH_LOCK: i32 = 0x6276_0001;
+
+/// Drops every `restore_check_*` database older than `grace` whose drill is gone (nobody holds
+/// its lock); names without a creation time (older versions) only when nobody is connected.
+async fn drop_stale_scratch(
+    admin: &mut PgConnection,
+    server_url: &str,
+    now: DateTime<Utc>,
+    grace: chrono::Duration,
+) -> Result<usize, sqlx::Error> {
+    let names: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT d.datname::text,
+                (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname)
+         FROM pg_database d WHERE d.datname LIKE 'restore\\_check\\_%'",
+    )
+    .fetch_all(&mut *admin)
+    .await?;
+    let mut dropped = 0;
+    for (name, sessions) in names {
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            continue;
+        }
+        let created = name
+            .strip_prefix("restore_check_")
+            .and_then(|rest| rest.split_once('_'))
+            .and_then(|(secs, _)| secs.parse::<i64>().ok())
+            .and_then(|secs| DateTime::from_timestamp(secs, 0));
+        let stale = match created {
+            Some(created) => {
+                now - created > grace && {
+                    match PgConnection::connect(&with_database(server_url, &name)).await {
+                        Ok(mut conn) => {
+                            let free: bool =
+                                sqlx::query_scalar("SELECT pg_try_advisory_lock($1, 0)")
+                                    .bind(SCRATCH_LOCK)
+                                    .fetch_one(&mut conn)
+                                    .await?;
+                            let _ = conn.close().await;
+                            free
+                        }
+                        Err(_) => false,
+                    }
+                }
+            }
+            None => sessions == 0,
+        };
+        if !stale {
+            continue;
+        }
+        sqlx::query(&["DROP DATABASE IF EXISTS ", &name, " WITH (FORCE)"].concat())
+            .execute(&mut *admin)
+            .await?;
+        tracing::warn!(database = %name, "dropped the scratch database of a drill that did not finish");
+        dropped += 1;
+    }
+    Ok(dropped)
 }
 
 #[allow(clippy::too_many_arguments)]

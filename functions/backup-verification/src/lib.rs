@@ -91,6 +91,10 @@ pub struct Config {
     /// Seconds between two polls of the restore operation.
     #[arg(long, env = "RESTORE_POLL_SECONDS", default_value_t = 15.0)]
     pub restore_poll_seconds: f64,
+    /// A scratch database of the local drill older than this many seconds that no drill holds
+    /// is left over from a killed run and dropped (a flag only: production keeps the default).
+    #[arg(long, default_value_t = 600)]
+    pub stale_scratch_seconds: i64,
     /// Create the bucket when it is missing (local runs; Terraform owns production buckets).
     #[arg(long, env = "BACKUP_CREATE_BUCKET", default_value_t = false)]
     pub create_bucket: bool,
@@ -202,6 +206,7 @@ async fn verify_locked(
     let limits = Limits {
         max_age: chrono::Duration::hours(config.max_age_hours),
         rto: std::time::Duration::from_secs(config.rto_seconds),
+        stale_scratch: chrono::Duration::seconds(config.stale_scratch_seconds),
     };
     // The live ledger: it also names the people erased after the backup was taken.
     let ledger = erasure::ledger(pool).await.map_err(|e| e.to_string())?;
@@ -367,6 +372,7 @@ async fn record(
         "erased_subjects_recleaned": v.erased_found,
         "erased_rows_removed": v.erased_rows_removed,
         "erased_subjects_remaining": v.erased_remaining,
+        "stale_scratch_dropped": v.stale_scratch_dropped,
     });
     if let serde_json::Value::Object(map) = &figures {
         report.figures.extend(map.clone());

@@ -89,6 +89,7 @@ fn limits() -> Limits {
     Limits {
         max_age: Duration::hours(26),
         rto: std::time::Duration::from_secs(4 * 3600),
+        stale_scratch: Duration::minutes(10),
     }
 }
 
@@ -860,4 +861,79 @@ async fn two_processes_for_the_same_date_at_once_make_one_record(pool: PgPool) {
     .await
     .expect("runs");
     assert_eq!(runs, ["skipped", "succeeded"]);
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn a_drill_killed_mid_restore_leaves_no_scratch_copy_after_the_next_run(pool: PgPool) {
+    seed(&pool).await;
+    // Enough rows that the restore takes a moment to be caught in.
+    sqlx::query(
+        "INSERT INTO users (id, email, password_hash)
+         SELECT gen_random_uuid(), 'bulk' || g || '@example.org', repeat('x', 200)
+         FROM generate_series(1, 200000) g",
+    )
+    .execute(&pool)
+    .await
+    .expect("bulk");
+    let bucket = unique("killed");
+    let tag = unique("killed");
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    // Every connection of the doomed run carries the tag, its scratch database among them.
+    let server = format!(
+        "{}?application_name={tag}",
+        drill::with_database(&base, "postgres")
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_backup-verification"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", url_of(&pool))
+        .env("RESTORE_DATABASE_URL", &server)
+        .env("BACKUP_BUCKET", &bucket)
+        .env("BACKUP_CREATE_BUCKET", "true")
+        .env("STORAGE_EMULATOR_HOST", storage_host())
+        .env("BACKUP_WORK_DIR", work_dir())
+        .env("JOB_LOGICAL_DATE", "2026-12-03")
+        .env("LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut scratch: Option<String> = None;
+    for _ in 0..2000 {
+        scratch = sqlx::query_scalar(
+            "SELECT datname::text FROM pg_stat_activity
+             WHERE application_name = $1 AND datname LIKE 'restore\\_check\\_%' LIMIT 1",
+        )
+        .bind(&tag)
+        .fetch_optional(&pool)
+        .await
+        .expect("activity");
+        if scratch.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let scratch = scratch.expect("the run reached its restore");
+    child.kill().await.expect("kill");
+    // pg_restore, its child, may outlive it for a moment; it cannot finish the run.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(scratch_databases(&pool).await.contains(&scratch));
+
+    // Past the grace period (two seconds here, ten minutes by default).
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let report =
+        backup_verification::run(config(&pool, &bucket, &["--stale-scratch-seconds", "2"])).await;
+
+    assert_eq!(report.outcome, Outcome::Succeeded, "{:?}", report.failures);
+    assert!(
+        !scratch_databases(&pool).await.contains(&scratch),
+        "the killed run's scratch copy is still there"
+    );
+    assert!(
+        report.figures["stale_scratch_dropped"]
+            .as_u64()
+            .expect("figure")
+            >= 1
+    );
 }

@@ -277,6 +277,7 @@ fn limits() -> Limits {
     Limits {
         max_age: chrono::Duration::hours(26),
         rto: Duration::from_secs(4 * 3600),
+        stale_scratch: chrono::Duration::minutes(10),
     }
 }
 
