@@ -215,6 +215,19 @@ async fn an_account_without_data_exports_only_its_patient_and_empty_sections(poo
     let entries = bundle["entry"].as_array().unwrap();
     assert_eq!(entries.len(), 1, "{bundle}");
     assert_eq!(entries[0]["resource"]["resourceType"], "Patient");
+    // Naming another account in the query changes nothing: the export is the caller's.
+    let other = testkit::user(&pool).await;
+    let (st, bundle) = support::call(
+        &s,
+        "GET",
+        &format!("/v1/me/export?user_id={other}&subject=Patient/{other}"),
+        user,
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{bundle}");
+    assert_eq!(bundle["entry"][0]["resource"]["id"], user.to_string());
+    assert!(!bundle.to_string().contains(&other.to_string()));
     let (st, ct, _) = send(
         &s,
         "GET",
@@ -788,4 +801,58 @@ async fn a_late_analysis_write_during_erasure_does_not_survive_it(pool: PgPool) 
         .await,
         0
     );
+}
+
+async fn audit_event(pool: &PgPool, user: Uuid, action: &str) -> Vec<u8> {
+    let event = common::events::AuditRecorded::own(user, action, "sleep-diary", None);
+    let id = common::pubsub::enqueue_audit(pool, &event).await.unwrap();
+    let payload: Value = sqlx::query_scalar("SELECT payload FROM outbox WHERE event_id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    serde_json::to_vec(&payload).unwrap()
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn reordered_and_replayed_audit_events_enter_the_chain_once_each_and_it_verifies(
+    pool: PgPool,
+) {
+    use privacy::push::{Outcome, handle};
+    let user = testkit::user(&pool).await;
+    let earlier = audit_event(&pool, user, "sleep-log.created").await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let later = audit_event(&pool, user, "sleep-log.read").await;
+    // The later event arrives first, then the earlier, then both again under new message ids.
+    assert_eq!(
+        handle(&pool, "m-2", &later).await.unwrap(),
+        Outcome::Appended
+    );
+    assert_eq!(
+        handle(&pool, "m-1", &earlier).await.unwrap(),
+        Outcome::Appended
+    );
+    assert_eq!(
+        handle(&pool, "m-3", &later).await.unwrap(),
+        Outcome::Duplicate
+    );
+    assert_eq!(
+        handle(&pool, "m-4", &earlier).await.unwrap(),
+        Outcome::Duplicate
+    );
+    let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log ORDER BY seq")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(actions, ["sleep-log.read", "sleep-log.created"]);
+    assert_eq!(privacy::audit::verify(&pool, None).await.unwrap(), vec![]);
+    // No raw id in the trail.
+    let raw: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE actor_ref = $1 OR subject_ref = $1",
+    )
+    .bind(user.to_string())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(raw, 0);
 }
