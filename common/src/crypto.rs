@@ -157,14 +157,20 @@ impl LocalKeyFile {
             let (v, hex) = line.split_once('=').ok_or_else(|| bad("…"))?;
             let version: u32 = v.trim().parse().map_err(|_| bad(v))?;
             let hex = hex.trim();
-            if hex.len() != KEY_LEN * 2 {
+            // Hex digits only: a non-ASCII character would split the pairs below mid-character.
+            if hex.len() != KEY_LEN * 2 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(bad(v));
             }
             let bytes = (0..KEY_LEN)
                 .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
                 .collect::<Result<Vec<u8>, _>>()
                 .map_err(|_| bad(v))?;
-            versions.insert(version, aes_key(&bytes)?);
+            // A repeated version would silently replace the key older data keys were wrapped by.
+            if versions.insert(version, aes_key(&bytes)?).is_some() {
+                return Err(CryptoError::Provider(format!(
+                    "key file names version {version} twice"
+                )));
+            }
         }
         if versions.is_empty() {
             return Err(CryptoError::Provider("the key file holds no key".into()));
@@ -553,5 +559,38 @@ mod tests {
         assert!(LocalKeyFile::parse("t", "").is_err());
         assert!(LocalKeyFile::parse("t", "1=abcd").is_err());
         assert!(LocalKeyFile::parse("t", &format!("x={}", "0".repeat(64))).is_err());
+    }
+
+    #[test]
+    fn a_key_file_with_non_hex_characters_or_a_repeated_version_is_refused_without_panic() {
+        // 64 bytes, but `é` is two: the pairs would split it.
+        let split = format!("a{}a", "é".repeat(31));
+        assert_eq!(split.len(), 64);
+        for text in [
+            format!("1={split}"),
+            format!("1={}", "g".repeat(64)),
+            format!("1=+{}", "0".repeat(63)),
+        ] {
+            assert!(
+                matches!(
+                    LocalKeyFile::parse("t", &text),
+                    Err(CryptoError::Provider(_))
+                ),
+                "{text}"
+            );
+        }
+        let one = LocalKeyFile::generate_line(1).unwrap();
+        let again = LocalKeyFile::generate_line(1).unwrap();
+        assert!(matches!(
+            LocalKeyFile::parse("t", &format!("{one}\n{again}")),
+            Err(CryptoError::Provider(m)) if m.contains("twice")
+        ));
+        let two = LocalKeyFile::generate_line(2).unwrap();
+        assert_eq!(
+            LocalKeyFile::parse("t", &format!("{one}\r\n{two}\r\n"))
+                .unwrap()
+                .primary_version(),
+            2
+        );
     }
 }
