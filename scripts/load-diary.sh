@@ -12,8 +12,8 @@ DURATION=${DURATION:-20}
 POOL=${POOL:-10}
 PORT=${PORT:-18082}
 USERS=32   # per side; a user has one entry per night, so nights and users spread the rows
-command -v wrk >/dev/null || apt_install wrk
-command -v pgbench >/dev/null || apt_install postgresql-contrib
+need_command wrk wrk
+need_command pgbench postgresql-contrib
 ensure_postgres
 ensure_redis
 psql "$PG_URL_BASE/postgres" -qc "DROP DATABASE IF EXISTS dta_wide_load WITH (FORCE)"
@@ -21,7 +21,8 @@ ensure_database dta_wide_load
 export DATABASE_URL="$PG_URL_BASE/dta_wide_load"
 
 cargo build --release --locked -p sleep-diary -p migrate
-target/release/migrate
+rel=$(cargo_bin_dir release)
+"$rel/migrate"
 work=$(mktemp -d)
 pid=""
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
@@ -86,11 +87,11 @@ export PUBSUB_EMULATOR_HOST=127.0.0.1:1 OUTBOX_INTERVAL_MS=3600000
 export DATA_KEY_FILE="$work/data_key"
 # Start the service from a small Python probe so "start to first answer" is measured to the
 # millisecond (the probe is already running when the process is spawned).
-python3 - "$work/service.pid" "$work/first_answer_ms" "$PORT" <<'PY' &
+python3 - "$work/service.pid" "$work/first_answer_ms" "$PORT" "$rel/sleep-diary" <<'PY' &
 import http.client, subprocess, sys, time
 pid_file, out_file, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 t0 = time.monotonic()
-p = subprocess.Popen(["target/release/sleep-diary"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+p = subprocess.Popen([sys.argv[4]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 open(pid_file, "w").write(str(p.pid))
 while True:
     try:

@@ -9,13 +9,15 @@ source scripts/lib.sh
 COUNT=${COUNT:-4000}
 USERS=${USERS:-400}
 PORT=${PORT:-18090}
+need_command curl curl
 ensure_postgres
 scripts/emulators.sh start firestore
 eval "$(scripts/emulators.sh env)"
 ensure_database dta_wide_push
 export DATABASE_URL="$PG_URL_BASE/dta_wide_push"
 cargo build --release --locked -p sleep-analysis -p migrate
-target/release/migrate
+rel=$(cargo_bin_dir release)
+"$rel/migrate"
 psql "$DATABASE_URL" -qc "TRUNCATE users CASCADE; TRUNCATE processed_events, undeliverable_events"
 psql "$DATABASE_URL" -qc "INSERT INTO users (id, email, password_hash) SELECT gen_random_uuid(), 'push-' || g || '@example.test', 'x' FROM generate_series(1, $USERS) g"
 
@@ -24,7 +26,7 @@ pid=""
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 PORT=$PORT BIND_ADDRESS=127.0.0.1 DB_MAX_CONNECTIONS=10 PUSH_AUTH_DISABLED=true RUST_LOG=warn \
   FIRESTORE_PROJECT="load-$(date +%s)" JWT_SECRET=load-test-key-0123456789abcdef0123456789 \
-  target/release/sleep-analysis >"$work/service.log" 2>&1 &
+  "$rel/sleep-analysis" >"$work/service.log" 2>&1 &
 pid=$!
 until curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; do sleep 0.05; done
 

@@ -12,13 +12,15 @@ DURATION=${DURATION:-20}
 POOL=${POOL:-10}
 PORT=${PORT:-18083}
 INSTRUMENT=${INSTRUMENT:-isi}
-command -v wrk >/dev/null || apt_install wrk
+need_command wrk wrk
+need_command curl curl
 ensure_postgres
 ensure_database dta_wide_load_questionnaire
 export DATABASE_URL="$PG_URL_BASE/dta_wide_load_questionnaire"
 
 cargo build --release --locked -p questionnaire-scoring -p migrate
-target/release/migrate
+rel=$(cargo_bin_dir release)
+"$rel/migrate"
 work=$(mktemp -d)
 pid=""
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -33,7 +35,7 @@ esac
 
 secret="load-test-key-0123456789abcdef0123456789"
 PORT=$PORT BIND_ADDRESS=127.0.0.1 DB_MAX_CONNECTIONS=$POOL JWT_SECRET=$secret JWT_KEY_ID=load RUST_LOG=warn \
-  target/release/questionnaire-scoring >"$work/service.log" 2>&1 &
+  "$rel/questionnaire-scoring" >"$work/service.log" 2>&1 &
 pid=$!
 until curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; do sleep 0.01; done
 

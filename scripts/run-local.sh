@@ -18,11 +18,13 @@ for arg in "$@"; do
   esac
 done
 
+need_command curl curl
 ensure_postgres
 ensure_redis
 scripts/emulators.sh start
 eval "$(scripts/emulators.sh env)"
 if [ "$fresh" = 1 ]; then
+  # Only this script's own database; the server's other databases stay.
   psql "$PG_URL_BASE/postgres" -qc "DROP DATABASE IF EXISTS dta_wide WITH (FORCE)"
   rm -f target/local/demo-totp-secret
   rm -rf target/local/mail
@@ -31,7 +33,7 @@ ensure_database dta_wide
 REALDATA_DIR=$(realdata_dir)
 
 cargo build --workspace --bins --locked
-bin=target/debug
+bin=$(cargo_bin_dir debug)
 run_dir=target/local
 mkdir -p "$run_dir"
 
@@ -65,10 +67,31 @@ emu="http://$PUBSUB_EMULATOR_HOST/v1/projects/$PUBSUB_PROJECT"
 for topic in sleep-log questionnaire safety audit; do
   curl -sf -X PUT "$emu/topics/$topic" -H 'content-type: application/json' -d '{}' >/dev/null || true
 done
-curl -sf -X PUT "$emu/subscriptions/sleep-analysis" -H 'content-type: application/json' \
-  -d "{\"topic\": \"projects/$PUBSUB_PROJECT/topics/sleep-log\", \"pushConfig\": {\"pushEndpoint\": \"http://127.0.0.1:8090/pubsub/push\"}, \"ackDeadlineSeconds\": 30}" >/dev/null || true
-curl -sf -X PUT "$emu/subscriptions/privacy-audit" -H 'content-type: application/json' \
-  -d "{\"topic\": \"projects/$PUBSUB_PROJECT/topics/audit\", \"pushConfig\": {\"pushEndpoint\": \"http://127.0.0.1:8088/pubsub/audit\"}, \"ackDeadlineSeconds\": 30}" >/dev/null || true
+# ensure_push_subscription NAME TOPIC ENDPOINT: the subscription exists and pushes to ENDPOINT.
+# The emulator is shared and outlives a run: one left by an earlier run (or another checkout)
+# with a different endpoint gets this run's endpoint (409 on create, then modifyPushConfig).
+ensure_push_subscription() {
+  local name=$1 topic=$2 endpoint=$3 status
+  status=$(curl -s -o /dev/null -w '%{http_code}' -X PUT "$emu/subscriptions/$name" \
+    -H 'content-type: application/json' \
+    -d "{\"topic\": \"projects/$PUBSUB_PROJECT/topics/$topic\", \"pushConfig\": {\"pushEndpoint\": \"$endpoint\"}, \"ackDeadlineSeconds\": 30}")
+  case $status in
+    200) ;;
+    409)
+      curl -sf -X POST "$emu/subscriptions/$name:modifyPushConfig" -H 'content-type: application/json' \
+        -d "{\"pushConfig\": {\"pushEndpoint\": \"$endpoint\"}}" >/dev/null || {
+        echo "could not point the subscription $name at $endpoint" >&2
+        exit 1
+      }
+      ;;
+    *)
+      echo "creating the subscription $name on the Pub/Sub emulator answered HTTP $status" >&2
+      exit 1
+      ;;
+  esac
+}
+ensure_push_subscription sleep-analysis sleep-log http://127.0.0.1:8090/pubsub/push
+ensure_push_subscription privacy-audit audit http://127.0.0.1:8088/pubsub/audit
 
 pids=()
 stop_all() {
