@@ -35,12 +35,19 @@ fn chain_hash(
     action: &str,
     function: &str,
     object: Option<Uuid>,
+    event_id: Option<Uuid>,
 ) -> String {
-    let line = format!(
+    let mut line = format!(
         "{prev}|{}|{actor}|{subject}|{action}|{function}|{}",
         at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         object.map(|o| o.to_string()).unwrap_or_default()
     );
+    // The event id is what keeps a redelivered event out: it is covered too, so editing it
+    // (which would let a replay in twice) shows as an altered entry. Entries privacy appends
+    // itself have none and hash as before.
+    if let Some(id) = event_id {
+        line.push_str(&format!("|{id}"));
+    }
     Sha256::digest(line.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -120,7 +127,9 @@ async fn insert(
             .fetch_optional(&mut *tx)
             .await?;
     let prev = prev.unwrap_or_else(|| GENESIS.to_owned());
-    let hash = chain_hash(&prev, at, actor, subject, action, function, object);
+    let hash = chain_hash(
+        &prev, at, actor, subject, action, function, object, event_id,
+    );
     sqlx::query(
         "INSERT INTO audit_log (at, actor_ref, subject_ref, action, function, object_id, prev_hash, hash, event_id) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -164,20 +173,24 @@ pub async fn verify(pool: &PgPool, expected_head: Option<&str>) -> sqlx::Result<
         Option<Uuid>,
         String,
         String,
+        Option<Uuid>,
     );
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT seq, at, actor_ref, subject_ref, action, function, object_id, prev_hash, hash \
+        "SELECT seq, at, actor_ref, subject_ref, action, function, object_id, prev_hash, hash, event_id \
          FROM audit_log ORDER BY seq",
     )
     .fetch_all(pool)
     .await?;
     let mut breaks = Vec::new();
     let mut prev = GENESIS.to_owned();
-    for (seq, at, actor, subject, action, function, object, prev_hash, hash) in &rows {
+    for (seq, at, actor, subject, action, function, object, prev_hash, hash, event_id) in &rows {
         if *prev_hash != prev {
             breaks.push(Break::Unlinked { seq: *seq });
         }
-        if chain_hash(prev_hash, *at, actor, subject, action, function, *object) != *hash {
+        if chain_hash(
+            prev_hash, *at, actor, subject, action, function, *object, *event_id,
+        ) != *hash
+        {
             breaks.push(Break::Altered { seq: *seq });
         }
         prev = hash.clone();

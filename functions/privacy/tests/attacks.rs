@@ -856,3 +856,36 @@ async fn reordered_and_replayed_audit_events_enter_the_chain_once_each_and_it_ve
     .unwrap();
     assert_eq!(raw, 0);
 }
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn an_edited_event_id_shows_as_an_altered_entry(pool: PgPool) {
+    use privacy::audit::{Break, verify};
+    use privacy::push::{Outcome, handle};
+    let user = testkit::user(&pool).await;
+    append(&pool, 1).await;
+    let event = audit_event(&pool, user, "sleep-log.created").await;
+    assert_eq!(
+        handle(&pool, "m-1", &event).await.unwrap(),
+        Outcome::Appended
+    );
+    append(&pool, 1).await;
+    assert_eq!(verify(&pool, None).await.unwrap(), vec![]);
+    let seq: i64 = sqlx::query_scalar("SELECT seq FROM audit_log WHERE event_id IS NOT NULL")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    // Someone with owner rights changes the event id, so that a replay would be let in again.
+    sqlx::query("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_log SET event_id = gen_random_uuid() WHERE seq = $1")
+        .bind(seq)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        verify(&pool, None).await.unwrap(),
+        vec![Break::Altered { seq }]
+    );
+}
