@@ -27,6 +27,7 @@ pub struct Entry<'a> {
     pub object: Option<Uuid>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn chain_hash(
     prev: &str,
     at: DateTime<Utc>,
