@@ -238,6 +238,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
             "text must not contain NUL characters",
         ));
     }
+    // Every request body of the API is a JSON object. serde would also read a struct from an
+    // array of its fields in order (`["intended_use", 1]`), which no client means.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+        return Err(Problem::validation(
+            "body",
+            "the body must be a JSON object",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -384,5 +393,38 @@ pub fn openapi_json(
     move || {
         let body = Body::from(body.as_ref().clone());
         std::future::ready(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    }
+}
+
+#[cfg(test)]
+mod body_tests {
+    use super::parse_json;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Grant {
+        purpose: String,
+        version: i32,
+    }
+
+    #[test]
+    fn a_struct_is_read_only_from_a_json_object() {
+        let ok: Grant = parse_json(br#" {"purpose": "intended_use", "version": 1}"#).unwrap();
+        assert_eq!(ok.version, 1);
+        for body in [
+            &br#"["intended_use", 1]"#[..],
+            b"1",
+            br#""intended_use""#,
+            b"null",
+        ] {
+            let p = parse_json::<Grant>(body).unwrap_err();
+            assert_eq!(p.status, 422, "{}", String::from_utf8_lossy(body));
+            assert_eq!(p.field.as_deref(), Some("body"));
+        }
+        // Not JSON at all stays a 400.
+        assert_eq!(
+            parse_json::<Grant>(b"[intended_use").unwrap_err().status,
+            400
+        );
     }
 }
