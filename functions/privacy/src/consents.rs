@@ -232,7 +232,8 @@ pub async fn withdraw(
     user: AuthUser,
     Path(purpose): Path<String>,
 ) -> Result<(StatusCode, Json<Withdrawal>)> {
-    let purpose = Purpose::parse(&purpose).ok_or_else(Problem::not_found)?;
+    let purpose =
+        Purpose::parse(&purpose).ok_or_else(|| Problem::not_found().with_field("purpose"))?;
     let mut tx = state.pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 11))")
         .bind(user.user_id)
@@ -247,7 +248,7 @@ pub async fn withdraw(
     .await?;
     let version: i32 = match last {
         Some(row) if row.try_get::<String, _>("action")? == "granted" => row.try_get("version")?,
-        _ => return Err(Problem::not_found().into()),
+        _ => return Err(Problem::not_found().with_field("purpose").into()),
     };
     let at: DateTime<Utc> = sqlx::query_scalar(
         "INSERT INTO consent_events (user_id, purpose, version, action) VALUES ($1, $2, $3, 'withdrawn') RETURNING at",

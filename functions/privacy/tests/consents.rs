@@ -106,7 +106,7 @@ async fn grants_and_withdrawals_are_kept_as_a_history_per_purpose(pool: PgPool) 
     .await;
     assert_eq!(status, StatusCode::OK, "{e}");
     assert_eq!(e["action"], "withdrawn");
-    let (status, _) = support::call(
+    let (status, p) = support::call(
         &s,
         "DELETE",
         "/v1/me/consents/product_improvement",
@@ -115,6 +115,10 @@ async fn grants_and_withdrawals_are_kept_as_a_history_per_purpose(pool: PgPool) 
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "nothing left to withdraw");
+    assert_eq!(p["field"], "purpose");
+    let (status, p) = support::call(&s, "DELETE", "/v1/me/consents/advertising", user, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no such purpose");
+    assert_eq!(p["field"], "purpose");
 
     let (_, now) = support::call(&s, "GET", "/v1/me/consents", user, None).await;
     let state_of = |p: &str| {
