@@ -281,6 +281,9 @@ async fn encrypt_comment(
 ) -> Result<Option<Vec<u8>>> {
     match &input.comment {
         Some(text) => {
+            // No data key (nor, in production, a KMS call) for a write the missing consent
+            // refuses anyway; the statement that stores checks the consent again.
+            common::consent::require(&state.pool, user, Purpose::IntendedUse).await??;
             let key = state.crypto.data_key(user).await?;
             Ok(Some(key.encrypt_str(&comment_context(id), text)?))
         }

@@ -102,5 +102,8 @@ async fn a_comment_without_consent_is_403_and_stores_no_entry(pool: PgPool) {
     assert_eq!(body["field"], "intended_use");
     let (_, keys, entries) = rows(&pool, user).await;
     assert_eq!(entries, 0);
-    eprintln!("data keys created for the refused write: {keys}");
+    assert_eq!(
+        keys, 0,
+        "no data key is made for a write the consent refuses"
+    );
 }
