@@ -179,7 +179,15 @@ pub fn check(
         None => failures.push("no successful backup run".to_owned()),
         Some(run) => {
             let age = now - run.end_time.unwrap_or(now);
-            if age > max_age {
+            // A backup that claims to end in the future (beyond clock skew) proves nothing
+            // about the last day; it must not count as fresh.
+            if age < -Duration::minutes(5) {
+                failures.push(format!(
+                    "newest successful backup {} ends in the future ({}), the clock or the API is wrong",
+                    run.id,
+                    run.end_time.map(|t| t.to_rfc3339()).unwrap_or_default()
+                ));
+            } else if age > max_age {
                 failures.push(format!(
                     "newest successful backup {} is stale: {:.1} h old, the limit is {} h",
                     run.id,
@@ -471,6 +479,18 @@ mod tests {
         assert_eq!(
             found.failures,
             ["newest successful backup 1 is stale: 26.5 h old, the limit is 26 h"]
+        );
+    }
+
+    #[test]
+    fn a_backup_ending_in_the_future_is_not_fresh() {
+        let runs = [run("9", "SUCCESSFUL", "2026-12-04T02:20:00Z")];
+        let found = check(&good(), &runs, now(), Duration::hours(26));
+        assert_eq!(
+            found.failures,
+            [
+                "newest successful backup 9 ends in the future (2026-12-04T02:20:00+00:00), the clock or the API is wrong"
+            ]
         );
     }
 

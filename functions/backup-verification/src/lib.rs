@@ -270,7 +270,12 @@ async fn managed_drill(
         project: config.platform.project.clone().unwrap_or_default(),
         instance: instance.to_owned(),
         token_url: Some(config.sqladmin_token_url.clone()).filter(|u| !u.is_empty()),
-        http: reqwest::Client::new(),
+        // Every Admin API call is bounded; the restore's own deadline covers the polling.
+        http: reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| format!("http client: {e}"))?,
     };
     let drill = managed::ManagedDrill {
         source_url,
