@@ -24,6 +24,14 @@ pub struct DemoArgs {
     /// Where the demo keeps the demo user's TOTP secret between runs.
     #[arg(long, env = "DEMO_STATE_DIR", default_value = "target/local")]
     pub state_dir: PathBuf,
+    /// The local database, read only to tell when the event chain has caught up (the demo
+    /// user's events left in the outbox, the analysis state); without it the demo waits for
+    /// the sleep window to stop changing.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// How long to wait for the event chain before printing what is there, seconds.
+    #[arg(long, default_value_t = 60)]
+    pub wait_secs: u64,
 }
 
 const DEMO_EMAIL: &str = "demo@dta-wide.example";
@@ -366,25 +374,110 @@ pub async fn run(args: DemoArgs) -> DemoResult<()> {
             r[5]
         );
     }
-    print_sleep_window(&http, base, &token).await
+    print_sleep_window(&http, base, &token, &args).await
 }
 
-/// Waits for the event chain (outbox → Pub/Sub → sleep-analysis) and prints the prescription.
-async fn print_sleep_window(http: &reqwest::Client, base: &str, token: &str) -> DemoResult<()> {
+/// The subject of an access token (its `sub` claim), read without verifying it: the demo only
+/// needs to know which user's events to wait for.
+fn token_subject(bearer: &str) -> Option<uuid::Uuid> {
+    use base64::Engine as _;
+    let jwt = bearer.strip_prefix("Bearer ")?;
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(jwt.split('.').nth(1)?)
+        .ok()?;
+    serde_json::from_slice::<Value>(&claims).ok()?["sub"]
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+/// What the event chain has done for the user so far: sleep-log events still in the outbox, and
+/// the analysis state (analysed nights, prescribed weeks and their newest change).
+async fn chain_state(pool: &sqlx::PgPool, user: uuid::Uuid) -> Result<(i64, String), sqlx::Error> {
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox WHERE topic = 'sleep-log' AND payload->'data'->>'user_id' = $1",
+    )
+    .bind(user.to_string())
+    .fetch_one(pool)
+    .await?;
+    let state: String = sqlx::query_scalar(
+        "SELECT concat_ws('/', (SELECT count(*) FROM analysis_nights WHERE user_id = $1), \
+           (SELECT max(revision)::text FROM analysis_nights WHERE user_id = $1), \
+           (SELECT count(*) FROM sleep_windows WHERE user_id = $1), \
+           (SELECT max(updated_at)::text FROM sleep_windows WHERE user_id = $1))",
+    )
+    .bind(user)
+    .fetch_one(pool)
+    .await?;
+    Ok((pending, state))
+}
+
+/// Waits for the event chain (outbox → Pub/Sub → sleep-analysis) to catch up with every diary
+/// entry and import above, then prints the prescription. Caught up means: none of the demo
+/// user's sleep-log events is left in the outbox, and the analysis state and the served window
+/// did not change over the last polls (each import's event changes the week; the first one to
+/// arrive is not the settled answer).
+async fn print_sleep_window(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    args: &DemoArgs,
+) -> DemoResult<()> {
+    /// Consecutive equal polls, POLL apart, that count as settled.
+    const SETTLED_POLLS: u32 = 3;
+    const POLL: std::time::Duration = std::time::Duration::from_millis(250);
     println!();
+    let user = token_subject(token);
+    let pool = match (&args.database_url, user) {
+        (Some(url), Some(_)) => Some(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(url)
+                .await
+                .map_err(|e| format!("cannot reach the local database: {e}"))?,
+        ),
+        _ => None,
+    };
     let started = std::time::Instant::now();
+    let deadline = std::time::Duration::from_secs(args.wait_secs);
     let mut last = (0u16, Value::Null);
-    while started.elapsed() < std::time::Duration::from_secs(30) {
+    let mut previous: Option<(String, Value)> = None;
+    let mut equal = 0;
+    let mut settled = false;
+    let mut pending = 0;
+    while started.elapsed() < deadline {
+        let state = match (&pool, user) {
+            (Some(pool), Some(user)) => {
+                let (left, state) = chain_state(pool, user).await?;
+                pending = left;
+                state
+            }
+            _ => String::new(),
+        };
         last = send(
             http.get(format!("{base}/v1/sleep-window"))
                 .header("authorization", token),
         )
         .await?;
-        // Done when the newest week (the autumn night's) and the device nights are analysed.
-        if last.0 == 200 && last.1["week_start"] == "2026-04-13" {
-            break;
+        let snapshot = (state, last.1.clone());
+        if pending == 0 && last.0 == 200 && previous.as_ref() == Some(&snapshot) {
+            equal += 1;
+            if equal >= SETTLED_POLLS {
+                settled = true;
+                break;
+            }
+        } else {
+            equal = 0;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        previous = Some(snapshot);
+        tokio::time::sleep(POLL).await;
+    }
+    if !settled {
+        println!(
+            "the event chain did not settle within {} s ({pending} sleep-log event(s) still in the outbox); \
+             the window below may not include every night yet (see target/local/sleep-analysis.log)",
+            args.wait_secs
+        );
     }
     let (status, _) = &last;
     if *status != 200 {
