@@ -501,44 +501,46 @@ pub async fn load_sessions(
     .bind(to)
     .fetch_all(pool)
     .await?;
+    rows.iter().map(session_from_row).collect()
+}
+
+/// A stored `sleep_sessions` row (the columns `load_sessions` selects) as the session it was
+/// imported as, with the offsets the source gave.
+pub fn session_from_row(r: &sqlx::postgres::PgRow) -> Result<Session, sqlx::Error> {
     let at = |utc: DateTime<Utc>, off: i32| {
         utc.with_timezone(
             &FixedOffset::east_opt(off)
                 .unwrap_or(FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!())),
         )
     };
-    rows.iter()
-        .map(|r| {
-            let source = match r.try_get::<String, _>("source")?.as_str() {
-                "apple_health" => Source::AppleHealth,
-                "fitbit" => Source::Fitbit,
-                _ => Source::Oura,
-            };
-            let kind = match r.try_get::<String, _>("kind")?.as_str() {
-                "main" => SessionKind::Main,
-                "nap" => SessionKind::Nap,
-                _ => SessionKind::Rest,
-            };
-            let segments: Vec<Segment> = serde_json::from_value(r.try_get("segments")?)
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-            Ok(Session {
-                source,
-                device: r.try_get("device")?,
-                record_ids: r.try_get("record_ids")?,
-                kind,
-                start: at(r.try_get("start_at")?, r.try_get("start_offset")?),
-                end: at(r.try_get("end_at")?, r.try_get("end_offset")?),
-                in_bed_secs: r.try_get("in_bed_secs")?,
-                source_day: r.try_get("source_day")?,
-                stated: r
-                    .try_get::<Option<serde_json::Value>, _>("stated")?
-                    .map(serde_json::from_value)
-                    .transpose()
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                segments,
-            })
-        })
-        .collect()
+    let source = match r.try_get::<String, _>("source")?.as_str() {
+        "apple_health" => Source::AppleHealth,
+        "fitbit" => Source::Fitbit,
+        _ => Source::Oura,
+    };
+    let kind = match r.try_get::<String, _>("kind")?.as_str() {
+        "main" => SessionKind::Main,
+        "nap" => SessionKind::Nap,
+        _ => SessionKind::Rest,
+    };
+    let segments: Vec<Segment> = serde_json::from_value(r.try_get("segments")?)
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    Ok(Session {
+        source,
+        device: r.try_get("device")?,
+        record_ids: r.try_get("record_ids")?,
+        kind,
+        start: at(r.try_get("start_at")?, r.try_get("start_offset")?),
+        end: at(r.try_get("end_at")?, r.try_get("end_offset")?),
+        in_bed_secs: r.try_get("in_bed_secs")?,
+        source_day: r.try_get("source_day")?,
+        stated: r
+            .try_get::<Option<serde_json::Value>, _>("stated")?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        segments,
+    })
 }
 
 /// The caller's merged device nights in `[from, to]`, with naps, rests and provenance.

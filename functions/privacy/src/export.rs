@@ -1,13 +1,16 @@
 //! The export of everything stored about the caller (GDPR Art. 15 and 20) as one FHIR R4
 //! `collection` Bundle: the Patient (pseudonym and the contact address we hold), one sleep
-//! Observation per diary night and per imported night, the QuestionnaireResponses with their
-//! score Observations, and the consent decisions as Consent resources; and the same Bundle
-//! rendered as a readable HTML page.
+//! Observation per diary night (every stored field) and per imported device period (time in
+//! bed, asleep, efficiency, stage minutes, provenance), the QuestionnaireResponses with their
+//! score Observations, and the consent decisions as Consent resources with the wording agreed
+//! to; and the same Bundle rendered as a readable HTML page. Times are instants written with the
+//! UTC offset the night had where it was recorded (FHIR R4 dateTime/instant allow an offset),
+//! so a diary wake-up at 06:30 in Berlin reads `06:30:00+02:00`, not `04:30:00Z`.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use common::consent::Purpose;
 use common::error::Problem;
 use common::http::{ApiQuery, AuthUser};
@@ -33,6 +36,32 @@ fn instant(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// The instant with the UTC offset (seconds east) stored beside it: the same instant, written
+/// as the local time of the night (FHIR R4 `instant`/`dateTime`: `YYYY-MM-DDThh:mm:ss+zz:zz`).
+fn local_instant(at: DateTime<Utc>, offset_secs: i32) -> String {
+    match FixedOffset::east_opt(offset_secs) {
+        Some(offset) => at
+            .with_timezone(&offset)
+            .to_rfc3339_opts(SecondsFormat::Secs, true),
+        None => instant(at),
+    }
+}
+
+fn offset_instant(at: DateTime<FixedOffset>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A component with a value of another type than Quantity (`valueDateTime`, `valueInteger`,
+/// `valuePeriod`, `valueString`, …).
+fn component_as(code: &str, display: &str, key: &str, value: Value) -> Value {
+    json!({ "code": { "coding": [{ "system": SLEEP_CODES, "code": code, "display": display }] }, key: value })
+}
+
+/// Identifier system of a source's own record ids (`apple_health`, `fitbit`, `oura`).
+pub fn record_system(source: &str) -> String {
+    format!("https://dta-wide.de/fhir/sid/{source}-record")
+}
+
 fn minutes(value: i64) -> Value {
     json!({ "value": value, "unit": "min", "system": "http://unitsofmeasure.org", "code": "min" })
 }
@@ -48,6 +77,92 @@ fn entry(resource: Value) -> Value {
 
 fn sleep_category() -> Value {
     json!([{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "activity", "display": "Activity" }] }])
+}
+
+/// One imported device period as an Observation: the period with the offsets the source gave,
+/// the minutes asleep as the value (the rules of `GET /v1/imports/nights` applied to this period
+/// alone: union of asleep intervals or the source's stated totals, InBed never asleep), time in
+/// bed, efficiency and stage minutes as components, and the provenance: source, device, the
+/// source's record ids, the night it is filed under and the zone of the import.
+fn device_period(row: &sqlx::postgres::PgRow, subject: &str) -> Result<Value> {
+    use log_ingestion::model::SessionKind;
+    let id: Uuid = row.try_get("id")?;
+    let session = log_ingestion::api::session_from_row(row)?;
+    let source = session.source.as_str();
+    let kind = match session.kind {
+        SessionKind::Main => "main",
+        SessionKind::Nap => "nap",
+        SessionKind::Rest => "rest",
+    };
+    let night: chrono::NaiveDate = row.try_get("night")?;
+    let zone: String = row.try_get("zone")?;
+    let mut components = vec![
+        component_as(
+            "night",
+            "Night the period is filed under",
+            "valueDateTime",
+            json!(night.to_string()),
+        ),
+        component_as(
+            "zone",
+            "Time zone of the import",
+            "valueString",
+            json!(zone),
+        ),
+    ];
+    let merged = log_ingestion::merge::nights(std::slice::from_ref(&session));
+    let mut value = None;
+    if let Some(main) = merged.first().and_then(|n| n.main.as_ref()) {
+        value = Some(main.tst_min);
+        components.push(component("tib", "Time in bed", minutes(main.tib_min)));
+        components.push(component("se", "Sleep efficiency", json!({ "value": main.se_pct, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%" })));
+        let st = main.stages;
+        // Stage minutes only where the source recorded stages (or stated them).
+        if st.deep + st.light + st.rem + st.awake > 0 || session.stated.is_some() {
+            for (code, display, min) in [
+                ("deep", "Deep sleep", st.deep),
+                ("light", "Light / core sleep", st.light),
+                ("rem", "REM sleep", st.rem),
+                ("awake", "Awake in the period", st.awake),
+                ("unspecified", "Asleep without a stage", st.unspecified),
+            ] {
+                components.push(component(code, display, minutes(min)));
+            }
+        }
+    } else if let Some(nap) = merged.first().and_then(|n| n.naps.first()) {
+        value = Some(nap.asleep_min);
+    }
+    if let Some(secs) = session.in_bed_secs {
+        components.push(component(
+            "in-bed-stated",
+            "Time in bed as the source states it",
+            minutes((secs + 30).div_euclid(60)),
+        ));
+    }
+    let mut obs = json!({
+        "resourceType": "Observation",
+        "id": id.to_string(),
+        "meta": { "lastUpdated": instant(row.try_get("imported_at")?) },
+        "identifier": session.record_ids.iter().map(|r| json!({ "system": record_system(source), "value": r })).collect::<Vec<_>>(),
+        "status": "final",
+        "category": sleep_category(),
+        "code": { "coding": [{ "system": SLEEP_CODES, "code": format!("device-{kind}"), "display": format!("Device-recorded sleep period ({kind})") }] },
+        "subject": { "reference": subject },
+        "effectivePeriod": { "start": offset_instant(session.start), "end": offset_instant(session.end) },
+        "method": { "text": match &session.device { Some(d) => format!("{source} ({d})"), None => source.to_owned() } },
+        "component": components,
+    });
+    if let Some(device) = &session.device {
+        obs["device"] = json!({ "display": device });
+    }
+    match value {
+        Some(min) => obs["valueQuantity"] = minutes(min),
+        // A rest period is not sleep; it has no minutes asleep.
+        None => {
+            obs["dataAbsentReason"] = json!({ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason", "code": "not-applicable", "display": "Not Applicable" }] })
+        }
+    }
+    Ok(obs)
 }
 
 /// Builds the caller's Bundle.
@@ -68,7 +183,9 @@ pub async fn bundle(state: &AppState, user: Uuid) -> Result<Value> {
     let key = state.stores.keyring.existing(user).await?;
     let diary = sqlx::query(
         "SELECT id, night, lights_out, final_awakening, into_bed, out_of_bed, tib_min, tst_min, sol_min, waso_min, \
-         awakenings, se_pct, comment_ct, input->>'comment' AS legacy_comment FROM diary_entries WHERE user_id = $1 ORDER BY night",
+         awakenings, se_pct, comment_ct, input->>'comment' AS legacy_comment, zone, into_bed_offset, lights_out_offset, \
+         final_awakening_offset, out_of_bed_offset, twak_min, nap_min, input, created_at, updated_at \
+         FROM diary_entries WHERE user_id = $1 ORDER BY night",
     )
     .bind(user)
     .fetch_all(&state.pool)
@@ -84,24 +201,111 @@ pub async fn bundle(state: &AppState, user: Uuid) -> Result<Value> {
             (Some(_), None) => None,
             (None, _) => row.try_get("legacy_comment")?,
         };
+        let at = |column: &str| -> Result<String> {
+            Ok(local_instant(
+                row.try_get(column)?,
+                row.try_get(format!("{column}_offset").as_str())?,
+            ))
+        };
+        let int = |column: &str| -> Result<i64> { Ok(i64::from(row.try_get::<i32, _>(column)?)) };
+        let zone: String = row.try_get("zone")?;
+        let night: chrono::NaiveDate = row.try_get("night")?;
+        let mut components = vec![
+            component_as(
+                "night",
+                "Night (local date of the final awakening)",
+                "valueDateTime",
+                json!(night.to_string()),
+            ),
+            component_as("zone", "Time zone", "valueString", json!(zone)),
+            component("tib", "Time in bed", minutes(int("tib_min")?)),
+            component_as(
+                "lights-out",
+                "Lights out",
+                "valueDateTime",
+                json!(at("lights_out")?),
+            ),
+            component_as(
+                "final-awakening",
+                "Final awakening",
+                "valueDateTime",
+                json!(at("final_awakening")?),
+            ),
+            component("sol", "Sleep onset latency", minutes(int("sol_min")?)),
+            component("waso", "Wake after sleep onset", minutes(int("waso_min")?)),
+            component(
+                "nwak",
+                "Number of awakenings",
+                json!({ "value": row.try_get::<i32, _>("awakenings")?, "unit": "{awakenings}", "system": "http://unitsofmeasure.org", "code": "1" }),
+            ),
+            component("twak", "Terminal wakefulness", minutes(int("twak_min")?)),
+            component(
+                "se",
+                "Sleep efficiency",
+                json!({ "value": row.try_get::<f64, _>("se_pct")?, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%" }),
+            ),
+            component("nap", "Naps", minutes(int("nap_min")?)),
+        ];
+        // What the entry said beyond the times, as the user sent it (times keep their offset).
+        let input: Value = row.try_get("input")?;
+        if let Some(q) = input["quality"].as_i64() {
+            components.push(component_as(
+                "quality",
+                "Sleep quality (1-5)",
+                "valueInteger",
+                json!(q),
+            ));
+        }
+        for nap in input["naps"].as_array().into_iter().flatten() {
+            components.push(component_as(
+                "nap-period",
+                "Nap",
+                "valuePeriod",
+                json!({ "start": nap["start"], "end": nap["end"] }),
+            ));
+        }
+        for (kind, display) in [("caffeine", "Caffeine"), ("alcohol", "Alcohol")] {
+            for intake in input[kind].as_array().into_iter().flatten() {
+                components.push(component_as(
+                    kind,
+                    display,
+                    "valueString",
+                    json!(format!(
+                        "{} serving(s) at {}",
+                        intake["servings"],
+                        intake["time"].as_str().unwrap_or_default()
+                    )),
+                ));
+            }
+        }
+        for m in input["medication"].as_array().into_iter().flatten() {
+            let mut text = m["name"].as_str().unwrap_or_default().to_owned();
+            if let Some(dose) = m["dose"].as_str() {
+                text.push_str(&format!(", {dose}"));
+            }
+            if let Some(time) = m["time"].as_str() {
+                text.push_str(&format!(" at {time}"));
+            }
+            components.push(component_as(
+                "medication",
+                "Sleep medication",
+                "valueString",
+                json!(text),
+            ));
+        }
         let mut obs = json!({
             "resourceType": "Observation",
             "id": id.to_string(),
+            "meta": { "lastUpdated": instant(row.try_get("updated_at")?) },
             "status": "final",
             "category": sleep_category(),
             "code": { "coding": [{ "system": LOINC, "code": SLEEP_DURATION, "display": "Sleep duration" }], "text": "Sleep diary night" },
             "subject": { "reference": subject },
-            "effectivePeriod": { "start": instant(row.try_get("into_bed")?), "end": instant(row.try_get("out_of_bed")?) },
-            "issued": instant(row.try_get("final_awakening")?),
-            "valueQuantity": minutes(i64::from(row.try_get::<i32, _>("tst_min")?)),
+            "effectivePeriod": { "start": at("into_bed")?, "end": at("out_of_bed")? },
+            "issued": at("final_awakening")?,
+            "valueQuantity": minutes(int("tst_min")?),
             "method": { "text": "Consensus Sleep Diary" },
-            "component": [
-                component("tib", "Time in bed", minutes(i64::from(row.try_get::<i32, _>("tib_min")?))),
-                component("sol", "Sleep onset latency", minutes(i64::from(row.try_get::<i32, _>("sol_min")?))),
-                component("waso", "Wake after sleep onset", minutes(i64::from(row.try_get::<i32, _>("waso_min")?))),
-                component("nwak", "Number of awakenings", json!({ "value": row.try_get::<i32, _>("awakenings")?, "unit": "{awakenings}", "system": "http://unitsofmeasure.org", "code": "1" })),
-                component("se", "Sleep efficiency", json!({ "value": row.try_get::<f64, _>("se_pct")?, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%" })),
-            ],
+            "component": components,
         });
         if let Some(text) = comment {
             obs["note"] = json!([{ "text": text }]);
@@ -110,33 +314,15 @@ pub async fn bundle(state: &AppState, user: Uuid) -> Result<Value> {
     }
 
     let sessions = sqlx::query(
-        "SELECT id, source, device, kind, start_at, end_at, in_bed_secs FROM sleep_sessions WHERE user_id = $1 ORDER BY start_at",
+        "SELECT s.id, s.night, s.source, s.device, s.record_ids, s.kind, s.start_at, s.start_offset, s.end_at, s.end_offset, \
+         s.in_bed_secs, s.segments, s.source_day, s.stated, i.zone, i.created_at AS imported_at \
+         FROM sleep_sessions s JOIN imports i ON i.id = s.import_id WHERE s.user_id = $1 ORDER BY s.start_at, s.source",
     )
     .bind(user)
     .fetch_all(&state.pool)
     .await?;
     for row in sessions {
-        let id: Uuid = row.try_get("id")?;
-        let source: String = row.try_get("source")?;
-        let device: Option<String> = row.try_get("device")?;
-        let kind: String = row.try_get("kind")?;
-        let start: DateTime<Utc> = row.try_get("start_at")?;
-        let end: DateTime<Utc> = row.try_get("end_at")?;
-        let in_bed: Option<i64> = row.try_get("in_bed_secs")?;
-        let mut obs = json!({
-            "resourceType": "Observation",
-            "id": id.to_string(),
-            "status": "final",
-            "category": sleep_category(),
-            "code": { "coding": [{ "system": SLEEP_CODES, "code": format!("device-{kind}"), "display": format!("Device-recorded sleep period ({kind})") }] },
-            "subject": { "reference": subject },
-            "effectivePeriod": { "start": instant(start), "end": instant(end) },
-            "method": { "text": match &device { Some(d) => format!("{source} ({d})"), None => source.clone() } },
-        });
-        if let Some(secs) = in_bed {
-            obs["valueQuantity"] = minutes(secs / 60);
-        }
-        entries.push(entry(obs));
+        entries.push(entry(device_period(&row, &subject)?));
     }
 
     let responses = sqlx::query(
@@ -196,9 +382,12 @@ pub async fn bundle(state: &AppState, user: Uuid) -> Result<Value> {
         )));
     }
 
+    // The newest decision per purpose the user ever decided (granted or withdrawn), with the
+    // text of the version decided on; a purpose never decided has no record to export.
     let consents = sqlx::query(
-        "SELECT DISTINCT ON (purpose) purpose, version, action, at FROM consent_events \
-         WHERE user_id = $1 ORDER BY purpose, id DESC",
+        "SELECT DISTINCT ON (e.purpose) e.purpose, e.version, e.action, e.at, t.title, t.body FROM consent_events e \
+         LEFT JOIN consent_texts t ON t.purpose = e.purpose AND t.version = e.version \
+         WHERE e.user_id = $1 ORDER BY e.purpose, e.id DESC",
     )
     .bind(user)
     .fetch_all(&state.pool)
@@ -211,12 +400,14 @@ pub async fn bundle(state: &AppState, user: Uuid) -> Result<Value> {
         let version: i32 = row.try_get("version")?;
         let granted = row.try_get::<String, _>("action")? == "granted";
         let at: DateTime<Utc> = row.try_get("at")?;
+        let title: Option<String> = row.try_get("title")?;
+        let body: Option<String> = row.try_get("body")?;
         // A stable id per user and purpose, so two exports name the same decision alike.
         let digest = sha2::Sha256::digest(format!("{user}:{}", purpose.as_str()).as_bytes());
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(&digest[..16]);
         let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
-        entries.push(entry(json!({
+        let mut consent = json!({
             "resourceType": "Consent",
             "id": id.to_string(),
             "status": if granted { "active" } else { "inactive" },
@@ -229,7 +420,18 @@ pub async fn bundle(state: &AppState, user: Uuid) -> Result<Value> {
                 "type": if granted { "permit" } else { "deny" },
                 "purpose": [{ "system": PURPOSE_CODES, "code": purpose.as_str() }],
             },
-        })));
+        });
+        // The wording decided on (consent_texts, never edited), as the source of the decision.
+        if let (Some(title), Some(body)) = (title, body) {
+            use base64::Engine as _;
+            consent["sourceAttachment"] = json!({
+                "contentType": "text/plain; charset=utf-8",
+                "language": "de",
+                "title": title,
+                "data": base64::engine::general_purpose::STANDARD.encode(body.as_bytes()),
+            });
+        }
+        entries.push(entry(consent));
     }
 
     Ok(json!({
@@ -390,6 +592,22 @@ fn component_value<'a>(obs: &'a Value, code: &str) -> &'a Value {
         .unwrap_or(&Value::Null)
 }
 
+/// Stage minutes of a device period, where stored ("deep 80 min, light 200 min, …").
+fn stage_text(obs: &Value) -> String {
+    [
+        ("deep", "Tief / deep"),
+        ("light", "Leicht / light"),
+        ("rem", "REM"),
+        ("awake", "Wach / awake"),
+        ("unspecified", "ohne Phase / unstaged"),
+    ]
+    .iter()
+    .filter(|(code, _)| !component_value(obs, code).is_null())
+    .map(|(code, label)| format!("{label} {}", quantity(component_value(obs, code))))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
 fn row(cells: &[String], id: &Value) -> String {
     let mut out = format!("<tr data-id=\"{}\">", text(id));
     for cell in cells {
@@ -468,7 +686,18 @@ pub fn render_html(bundle: &Value) -> String {
                 text(&o["method"]["text"]),
                 text(&o["effectivePeriod"]["start"]),
                 text(&o["effectivePeriod"]["end"]),
+                quantity(component_value(o, "tib")),
                 quantity(&o["valueQuantity"]),
+                stage_text(o),
+                o["identifier"]
+                    .as_array()
+                    .map(|ids| {
+                        ids.iter()
+                            .map(|i| text(&i["value"]))
+                            .collect::<Vec<_>>()
+                            .join("<br>")
+                    })
+                    .unwrap_or_default(),
             ],
             &o["id"],
         ));
@@ -526,6 +755,21 @@ pub fn render_html(bundle: &Value) -> String {
     }
     let mut consents = Vec::new();
     for c in of("Consent") {
+        let wording = {
+            use base64::Engine as _;
+            let attachment = &c["sourceAttachment"];
+            let body = attachment["data"]
+                .as_str()
+                .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+                .and_then(|b| String::from_utf8(b).ok());
+            match (attachment["title"].as_str(), body) {
+                (Some(title), Some(body)) => {
+                    format!("<strong>{}</strong><br>{}", escape(title), escape(&body))
+                }
+                (Some(title), None) => escape(title),
+                _ => text(&c["policy"][0]["uri"]),
+            }
+        };
         consents.push(row(
             &[
                 text(&c["provision"]["purpose"][0]["code"]),
@@ -535,7 +779,7 @@ pub fn render_html(bundle: &Value) -> String {
                     "widerrufen / withdrawn".to_owned()
                 },
                 text(&c["dateTime"]),
-                text(&c["policy"][0]["uri"]),
+                wording,
             ],
             &c["id"],
         ));
@@ -554,7 +798,7 @@ pub fn render_html(bundle: &Value) -> String {
          <h1>Ihre gespeicherten Daten / Your stored data</h1>\n",
     );
     page.push_str(&format!(
-        "<p>Erstellt / Created: {}. Alle Zeiten in UTC / All times in UTC. Dieselben Daten als FHIR-R4-Bundle / The same data as a \
+        "<p>Erstellt / Created: {}. Zeiten in der Ortszeit der Nacht, mit ihrem Abstand zu UTC / Times in the local time of the night, with its UTC offset. Dieselben Daten als FHIR-R4-Bundle / The same data as a \
          FHIR R4 Bundle: <code>GET /v1/me/export</code>.</p>\n<dl>\n\
          <dt>Pseudonym</dt><dd>{}</dd>\n<dt>E-Mail</dt><dd>{}</dd>\n</dl>\n",
         text(&bundle["timestamp"]),
@@ -585,6 +829,9 @@ pub fn render_html(bundle: &Value) -> String {
             "Beginn / Start",
             "Ende / End",
             "Im Bett / In bed",
+            "Geschlafen / Asleep",
+            "Schlafphasen / Stages",
+            "Datensätze / Records",
         ],
         &devices,
     ));

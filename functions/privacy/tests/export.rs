@@ -70,7 +70,69 @@ async fn seed(s: &privacy::AppState, pool: &PgPool, user: Uuid) -> Uuid {
     .execute(pool)
     .await
     .unwrap();
+    import_apple(pool, user, "resilio-sleep_with_inbed.xml").await;
     entry
+}
+
+const REAL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/realdata/");
+
+/// Imports a real Apple Health file for `user` as log-ingestion stores it: its parser, then
+/// one `imports` row and one `sleep_sessions` row per period with the offsets the file gave.
+async fn import_apple(pool: &PgPool, user: Uuid, file: &str) {
+    use log_ingestion::model::SessionKind;
+    let bytes = std::fs::read(format!("{REAL}apple-health/{file}")).unwrap();
+    let sessions =
+        log_ingestion::parse::apple_health(&bytes[..], chrono_tz::Europe::Berlin).unwrap();
+    let import = Uuid::new_v4();
+    sqlx::query("INSERT INTO imports (id, user_id, source, content_sha256, zone, sessions) VALUES ($1, $2, 'apple_health', $3, 'Europe/Berlin', $4)")
+        .bind(import)
+        .bind(user)
+        .bind(file.as_bytes())
+        .bind(sessions.len() as i32)
+        .execute(pool)
+        .await
+        .unwrap();
+    for (i, s) in sessions.iter().enumerate() {
+        let kind = match s.kind {
+            SessionKind::Main => "main",
+            SessionKind::Nap => "nap",
+            SessionKind::Rest => "rest",
+        };
+        sqlx::query(
+            "INSERT INTO sleep_sessions (id, user_id, import_id, source, source_key, device, record_ids, kind, night, \
+             start_at, start_offset, end_at, end_offset, in_bed_secs, segments, source_day, stated) \
+             VALUES ($1,$2,$3,'apple_health',$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)",
+        )
+        .bind(Uuid::new_v4())
+        .bind(user)
+        .bind(import)
+        .bind(format!("{file}:{i}"))
+        .bind(&s.device)
+        .bind(&s.record_ids)
+        .bind(kind)
+        .bind(log_ingestion::merge::night_key(s))
+        .bind(s.start.to_utc())
+        .bind(s.start.offset().local_minus_utc())
+        .bind(s.end.to_utc())
+        .bind(s.end.offset().local_minus_utc())
+        .bind(s.in_bed_secs)
+        .bind(serde_json::to_value(&s.segments).unwrap())
+        .bind(s.source_day)
+        .bind(s.stated.map(|st| serde_json::to_value(st).unwrap()))
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+}
+
+/// The value of the component coded `code`.
+fn component<'a>(obs: &'a Value, code: &str) -> &'a Value {
+    obs["component"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["code"]["coding"][0]["code"] == code)
+        .unwrap_or_else(|| panic!("component {code} in {obs}"))
 }
 
 fn of_type<'a>(bundle: &'a Value, kind: &str) -> Vec<&'a Value> {
@@ -111,6 +173,72 @@ async fn the_export_is_a_fhir_bundle_of_everything_stored_about_the_user(pool: P
         night["note"][0]["text"], "Grübeln über die Arbeit",
         "decrypted"
     );
+    // Instants in the local time of the Berlin night: into bed 23:00 CET before the spring
+    // change, final awakening 06:30 CEST after it (stored as 22:00Z and 04:30Z).
+    assert_eq!(
+        night["effectivePeriod"]["start"],
+        "2025-03-29T23:00:00+01:00"
+    );
+    assert_eq!(night["effectivePeriod"]["end"], "2025-03-30T07:00:00+02:00");
+    assert_eq!(night["issued"], "2025-03-30T06:30:00+02:00");
+    assert_eq!(
+        component(night, "lights-out")["valueDateTime"],
+        "2025-03-29T23:15:00+01:00"
+    );
+    assert_eq!(component(night, "tib")["valueQuantity"]["value"], 420);
+    assert_eq!(component(night, "twak")["valueQuantity"]["value"], 30);
+    assert_eq!(component(night, "zone")["valueString"], "Europe/Berlin");
+
+    // The Apple Health period (InBed 22:00-07:00 with Asleep 23:00-06:00, realdata/README.md):
+    // 420 min asleep as its value, 540 min in bed, InBed never counted as sleep; provenance.
+    let devices: Vec<_> = observations
+        .iter()
+        .filter(|o| o["code"]["coding"][0]["code"] == "device-main")
+        .collect();
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    let apple = devices[0];
+    assert_eq!(apple["valueQuantity"]["value"], 420, "{apple}");
+    assert_eq!(apple["valueQuantity"]["unit"], "min");
+    assert_eq!(component(apple, "tib")["valueQuantity"]["value"], 540);
+    assert_eq!(component(apple, "se")["valueQuantity"]["value"], 77.8);
+    assert_eq!(apple["effectivePeriod"]["start"], "2026-04-14T22:00:00Z");
+    assert_eq!(apple["effectivePeriod"]["end"], "2026-04-15T07:00:00Z");
+    assert_eq!(apple["device"]["display"], "Apple Watch");
+    assert_eq!(apple["method"]["text"], "apple_health (Apple Watch)");
+    let stored_ids: Vec<String> =
+        sqlx::query_scalar("SELECT unnest(record_ids) FROM sleep_sessions WHERE user_id = $1")
+            .bind(user)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let exported: Vec<String> = apple["identifier"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            assert_eq!(
+                i["system"],
+                "https://dta-wide.de/fhir/sid/apple_health-record"
+            );
+            i["value"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(exported, stored_ids);
+    assert!(!exported.is_empty());
+    assert_eq!(
+        component(apple, "night")["valueDateTime"],
+        "2026-04-15",
+        "the night it is filed under"
+    );
+    // Only InBed and unstaged Asleep were recorded: no stage minutes are invented.
+    assert!(
+        apple["component"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["code"]["coding"][0]["code"] != "deep"),
+        "{apple}"
+    );
     let scores: Vec<_> = observations
         .iter()
         .filter(|o| o.get("derivedFrom").is_some())
@@ -126,6 +254,27 @@ async fn the_export_is_a_fhir_bundle_of_everything_stored_about_the_user(pool: P
             .map(|c| c["status"].as_str().unwrap().to_owned())
     };
     assert_eq!(status_of("intended_use").as_deref(), Some("active"));
+    // Every purpose the user decided on, with the wording of the version decided on.
+    assert_eq!(consents.len(), 2, "{consents:?}");
+    let intended = consents
+        .iter()
+        .find(|c| c["provision"]["purpose"][0]["code"] == "intended_use")
+        .unwrap();
+    let (title, body): (String, String) = sqlx::query_as(
+        "SELECT title, body FROM consent_texts WHERE purpose = 'intended_use' AND version = 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(intended["sourceAttachment"]["title"], title.as_str());
+    {
+        use base64::Engine as _;
+        let data = intended["sourceAttachment"]["data"].as_str().unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap();
+        assert_eq!(String::from_utf8(decoded).unwrap(), body);
+    }
     assert_eq!(
         status_of("product_improvement").as_deref(),
         Some("inactive")
@@ -276,13 +425,39 @@ async fn the_readable_export_shows_the_bundle_s_nights_with_every_value_escaped(
     assert!(night.contains("<td>340 min</td>"), "{night}");
     assert!(night.contains("<td>420 min</td>"), "TIB: {night}");
     assert!(night.contains("<td>81.0 %</td>"), "{night}");
-    assert!(night.contains("<td>2025-03-30T04:30:00Z</td>"), "{night}");
+    assert!(
+        night.contains("<td>2025-03-30T06:30:00+02:00</td>"),
+        "the wake-up in the night's local time: {night}"
+    );
     assert!(row_of(second).contains("<td>330 min</td>"));
 
     // Scores and consents are there too; nothing of the other user.
     assert_eq!(row_ids(&html, "Fragebogen-Ergebnisse").len(), 1);
     assert_eq!(row_ids(&html, "Einwilligungen").len(), 2);
     assert!(html.contains("widerrufen / withdrawn"));
+    // The consent rows show the wording agreed to, not a policy address.
+    let title: String = sqlx::query_scalar(
+        "SELECT title FROM consent_texts WHERE purpose = 'product_improvement' AND version = 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        html.contains(&format!(
+            "<strong>{}</strong>",
+            privacy::export::escape(&title)
+        )),
+        "{html}"
+    );
+    assert!(!html.contains("https://dta-wide.de/consent/"), "{html}");
+    // The device period with its minutes asleep and in bed.
+    let devices = row_ids(&html, "Geräte");
+    assert_eq!(devices.len(), 1);
+    let device = row_of(devices[0].parse().unwrap());
+    assert!(
+        device.contains("<td>540 min</td><td>420 min</td>"),
+        "{device}"
+    );
     assert!(!html.contains(&other.to_string()));
 
     // Accept chooses when `format` is absent; the query wins; anything else is refused.
