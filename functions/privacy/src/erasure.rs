@@ -120,7 +120,9 @@ pub struct Stores {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct StoreOutcome {
     pub store: String,
-    /// `erased`, or `pending` when the pass or its verification failed.
+    /// `erased`; `pending` when the pass or its verification failed; `not_configured` when this
+    /// deployment has no such store (no `ERASURE_BUCKETS`, no `ARCHIVE_BUCKET`), so there was
+    /// nothing to erase or look at.
     pub status: String,
     /// How many items the erasure pass removed.
     pub removed: u64,
@@ -182,6 +184,20 @@ pub async fn erase(stores: &Stores, user: Uuid) -> Result<Erasure, sqlx::Error> 
 
     let mut outcomes = Vec::new();
     for store in STORES {
+        let absent = match *store {
+            "cloud_storage" => stores.buckets.is_empty(),
+            "archive" => stores.archive.is_none(),
+            _ => false,
+        };
+        if absent {
+            outcomes.push(StoreOutcome {
+                store: (*store).to_owned(),
+                status: NOT_CONFIGURED.into(),
+                removed: 0,
+                reason: None,
+            });
+            continue;
+        }
         let pass = match *store {
             "data_key" => stores
                 .keyring
@@ -230,7 +246,7 @@ pub async fn erase(stores: &Stores, user: Uuid) -> Result<Erasure, sqlx::Error> 
                 tracing::warn!(store, %reason, "erasure pass pending");
                 StoreOutcome {
                     store: (*store).to_owned(),
-                    status: "pending".into(),
+                    status: PENDING.into(),
                     removed: pass.unwrap_or_default(),
                     reason: Some(reason),
                 }
@@ -239,7 +255,7 @@ pub async fn erase(stores: &Stores, user: Uuid) -> Result<Erasure, sqlx::Error> 
     }
     let pending: Vec<&str> = outcomes
         .iter()
-        .filter(|o| o.status != "erased")
+        .filter(|o| o.status == PENDING)
         .map(|o| o.store.as_str())
         .collect();
     if pending.is_empty() {
@@ -278,12 +294,17 @@ pub async fn erase(stores: &Stores, user: Uuid) -> Result<Erasure, sqlx::Error> 
     })
 }
 
+/// Status of a store whose pass or verification failed.
+const PENDING: &str = "pending";
+/// Status of a store this deployment does not have.
+const NOT_CONFIGURED: &str = "not_configured";
+
 /// Why the postgres pass is pending while an earlier store is.
 const ACCOUNT_KEPT: &str = "the account row is kept until every other store is erased";
 
 /// Whether the account row must stay: a store before postgres is still pending.
 fn keep_account(outcomes: &[StoreOutcome]) -> bool {
-    outcomes.iter().any(|o| o.status != "erased")
+    outcomes.iter().any(|o| o.status == PENDING)
 }
 
 /// Finishes every unfinished erasure (the retention job calls this); returns how many are

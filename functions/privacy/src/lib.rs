@@ -211,7 +211,7 @@ pub struct ApiDoc;
 /// are retried by the retention job and the caller may call again while the session lives).
 #[utoipa::path(delete, path = "/v1/me",
     responses(
-        (status = 200, description = "Erased and verified in every store", body = erasure::Erasure),
+        (status = 200, description = "Erased and verified in every store this deployment has (`not_configured`: a store it has none of, e.g. no `ERASURE_BUCKETS` or `ARCHIVE_BUCKET`)", body = erasure::Erasure),
         (status = 202, description = "Some stores are pending; they are retried", body = erasure::Erasure),
     ),
     security(("bearer" = [])))]

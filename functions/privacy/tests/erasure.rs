@@ -538,6 +538,18 @@ async fn withdrawing_the_intended_use_erases_the_account(pool: PgPool) {
     assert_eq!(w["action"], "withdrawn");
     assert_eq!(w["purpose"], "intended_use");
     assert_eq!(w["erasure"]["status"], "done", "{w}");
+    // This state has an erasure bucket but no log archive: the archive is reported as absent,
+    // not as erased, and does not hold the erasure pending.
+    let store = |name: &str| {
+        w["erasure"]["stores"]
+            .as_array()
+            .and_then(|a| a.iter().find(|o| o["store"] == name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(store("archive")["status"], "not_configured", "{w}");
+    assert_eq!(store("archive")["removed"], 0, "{w}");
+    assert_eq!(store("cloud_storage")["status"], "erased", "{w}");
     assert_eq!(
         w["erasure"]["subject_hash"],
         privacy::erasure::subject_hash(user)

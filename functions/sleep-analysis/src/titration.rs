@@ -18,7 +18,8 @@ pub struct Params {
     pub decrease_if_se_lt: f64,
     /// Step in minutes (15 in every source of §2.7).
     pub step_min: i64,
-    /// Fewest diary nights in a week before any change (§2.6: 5 of 7).
+    /// Fewest nights with data in a week before any change (§2.6: 5 of 7); a night counts once,
+    /// from the diary or, without a diary entry, from a device.
     pub min_nights: usize,
 }
 
@@ -80,6 +81,15 @@ pub struct Decision {
     pub reason: String,
 }
 
+/// "1 night", "4 nights": the count with its noun for the reason texts.
+pub fn nights_text(n: usize) -> String {
+    if n == 1 {
+        "1 night".to_owned()
+    } else {
+        format!("{n} nights")
+    }
+}
+
 /// The first window: the baseline's mean TST, no shorter than the floor (T1, T2). Not rounded:
 /// whether to round to 15 min is unverified (REFERENCE §2.7).
 pub fn initial(mean_tst_min: i64, nights: usize, p: &Params) -> Option<Decision> {
@@ -93,7 +103,10 @@ pub fn initial(mean_tst_min: i64, nights: usize, p: &Params) -> Option<Decision>
             p.floor_min
         )
     } else {
-        format!("baseline mean TST {mean_tst_min} min over {nights} nights")
+        format!(
+            "baseline mean TST {mean_tst_min} min over {}",
+            nights_text(nights)
+        )
     };
     Some(Decision {
         window_min: window,
@@ -109,7 +122,8 @@ pub fn titrate(window: i64, se_pct: f64, nights: usize, p: &Params) -> Decision 
             window_min: window,
             change: Change::InsufficientData,
             reason: format!(
-                "only {nights} diary nights this week; at least {} are needed before a change",
+                "only {} with sleep data (diary or device) this week; at least {} are needed before a change",
+                nights_text(nights),
                 p.min_nights
             ),
         };
@@ -193,7 +207,18 @@ mod tests {
             (330, Change::InsufficientData),
             "T10"
         );
-        assert!(t10.reason.contains("only 4"));
+        assert_eq!(
+            t10.reason,
+            "only 4 nights with sleep data (diary or device) this week; at least 5 are needed before a change"
+        );
+        assert_eq!(
+            titrate(330, 95.0, 1, &PROFILE_S).reason,
+            "only 1 night with sleep data (diary or device) this week; at least 5 are needed before a change"
+        );
+        assert_eq!(
+            initial(352, 7, &PROFILE_S).unwrap().reason,
+            "baseline mean TST 352 min over 7 nights"
+        );
         assert!(initial(352, 4, &PROFILE_S).is_none());
     }
 }

@@ -131,7 +131,8 @@ pub fn analyse(rows: &[NightRow], p: &Params) -> Vec<WeekResult> {
             None => (
                 Change::InsufficientData,
                 format!(
-                    "only {n} nights in the baseline week; at least {} are needed",
+                    "only {} in the baseline week; at least {} are needed",
+                    titration::nights_text(n),
                     p.min_nights
                 ),
             ),
