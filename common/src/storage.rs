@@ -236,6 +236,53 @@ impl Storage {
             .map_err(call("upload_object", name))
     }
 
+    /// Writes a small object only when no object of that name exists (`ifGenerationMatch=0`,
+    /// cloud.google.com/storage/docs/request-preconditions); `None` when one does (412).
+    pub async fn put_if_absent(
+        &self,
+        name: &str,
+        data: Vec<u8>,
+        content_type: &str,
+        metadata: HashMap<String, String>,
+    ) -> Result<Option<StoredObject>, StorageError> {
+        let request = UploadObjectRequest {
+            bucket: self.bucket.clone(),
+            if_generation_match: Some(0),
+            ..Default::default()
+        };
+        let upload = UploadType::Multipart(Box::new(Object {
+            name: name.to_owned(),
+            content_type: Some(content_type.to_owned()),
+            metadata: Some(metadata),
+            ..Default::default()
+        }));
+        match self.client.upload_object(&request, data, &upload).await {
+            Ok(o) => Ok(Some(StoredObject::from_object(o))),
+            Err(GcsError::Response(r)) if r.code == 412 => Ok(None),
+            Err(e) => Err(call("upload_object", name)(e)),
+        }
+    }
+
+    /// Deletes an object only while its live generation is `generation`
+    /// (`ifGenerationMatch`); `false` when it is gone or was replaced (404, 412).
+    pub async fn delete_if_generation(
+        &self,
+        name: &str,
+        generation: i64,
+    ) -> Result<bool, StorageError> {
+        let request = DeleteObjectRequest {
+            bucket: self.bucket.clone(),
+            object: name.to_owned(),
+            if_generation_match: Some(generation),
+            ..Default::default()
+        };
+        match self.client.delete_object(&request).await {
+            Ok(()) => Ok(true),
+            Err(GcsError::Response(r)) if r.code == 404 || r.code == 412 => Ok(false),
+            Err(e) => Err(call("delete_object", name)(e)),
+        }
+    }
+
     /// Writes a file through a resumable session, chunk by chunk. After a failed chunk the
     /// session's status says where to go on; a 308 without `Range` means from the start.
     pub async fn put_file(

@@ -6,8 +6,17 @@
 //! Layout under `{prefix}/{logical date}/{collection group}/`: `chunk-{hash}.ndjson.gz`, named by
 //! the SHA-256 of the document paths it holds, and `manifest.json`, written last. A run that
 //! stops anywhere leaves either documents still in Firestore (archived again next time, into an
-//! object of the same name) or a chunk whose documents are deleted at the start of the next run
-//! after the chunk verifies again; so a rerun loses nothing and archives nothing twice.
+//! object of the same name) or a chunk no manifest lists. The next run, whatever its logical
+//! date, first looks for such chunks under every date of the prefix, verifies each again,
+//! deletes its documents and rewrites that date's manifest to list it; so a rerun loses nothing
+//! and archives nothing twice.
+//!
+//! A document is deleted only if its `update_time` is still the archived one (a Firestore
+//! precondition): one written after its chunk was uploaded stays and is archived, in its new
+//! version, by the next run. One run at a time works on a group: `{prefix}/locks/{group}.lock`
+//! is created only if absent and removed at the end; a second run finds it and skips the group
+//! (exit 0, reported as `locked`). Its lease ([`LOCK_LEASE`]) outlasts the job's task timeout,
+//! so only a crashed run's lock ends by lease; a retry of the same task takes its own lock over.
 
 pub mod erase;
 
@@ -20,7 +29,7 @@ use common::config::PlatformConfig;
 use common::job::{JobConfig, JobError, RunReport, Task};
 use common::storage::{Storage, StorageConfig, StorageError, StoredObject};
 use firestore::gcloud_sdk::google::firestore::v1::{Document, Value as FsValue, value::ValueType};
-use firestore::{FirestoreDb, FirestoreDbOptions, FirestoreTimestamp};
+use firestore::{FirestoreDb, FirestoreDbOptions, FirestoreTimestamp, FirestoreWritePrecondition};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
@@ -75,6 +84,9 @@ pub enum Error {
     /// Firestore failed.
     #[error("firestore: {0}")]
     Firestore(#[from] firestore::errors::FirestoreError),
+    /// A Firestore call failed after its bounded retries, or a write in a batch failed.
+    #[error("firestore: {0}")]
+    FirestoreCall(String),
     /// Cloud Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -92,6 +104,26 @@ pub enum Error {
 }
 
 type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How long a lock holds: longer than the job's task timeout (`timeoutSeconds: 3600` in the
+/// Cloud Run job), so a live run's lock never ends under it; a crashed run's lock ends within it.
+pub const LOCK_LEASE: Duration = Duration::hours(2);
+
+/// How long one Firestore BatchWrite is retried on transient errors before the run fails.
+pub const FIRESTORE_RETRY_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Longest one Firestore request (or wait for the next streamed response) may take.
+pub const FIRESTORE_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// An RFC 3339 time as Firestore's instant.
+fn instant(rfc3339: &str) -> Option<firestore::FirestoreInstant> {
+    let t = DateTime::parse_from_rfc3339(rfc3339).ok()?;
+    firestore::timestamp_utils::from_timestamp(firestore::gcloud_sdk::prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: i32::try_from(t.timestamp_subsec_nanos()).ok()?,
+    })
+    .ok()
+}
 
 /// Where a test stops a run, to prove that a rerun recovers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -169,6 +201,11 @@ pub struct Summary {
     pub raw_bytes: u64,
     /// Documents listed over all manifests.
     pub manifest_documents: u64,
+    /// Archived documents left in Firestore because they changed after their chunk was written
+    /// (the delete's `updateTime` precondition failed); the next run archives them again.
+    pub kept_changed: u64,
+    /// Groups skipped because another run holds their lock.
+    pub locked: Vec<String>,
 }
 
 /// Runs the job for the task in `config`: logs the report, stores it in the bucket, returns it.
@@ -201,6 +238,15 @@ pub async fn run(config: Config) -> RunReport {
                     if let Value::Object(map) = json!(summary) {
                         report.figures.extend(map);
                     }
+                    if !summary.locked.is_empty() {
+                        report.figure(
+                            "lock",
+                            format!(
+                                "another run holds the lock of {}: skipped",
+                                summary.locked.join(", ")
+                            ),
+                        );
+                    }
                     report.figure("seconds", secs);
                     report.figure("cutoff", archiver.cutoff(task.logical_date).to_rfc3339());
                 }
@@ -229,7 +275,11 @@ pub async fn connect(config: &Config) -> Result<Archiver> {
         .project
         .clone()
         .ok_or_else(|| Error::Config("GOOGLE_CLOUD_PROJECT is required".into()))?;
-    let db = FirestoreDb::with_options(FirestoreDbOptions::new(project.clone())).await?;
+    let db = FirestoreDb::with_options(FirestoreDbOptions {
+        request_timeout: Some(FIRESTORE_REQUEST_TIMEOUT),
+        ..FirestoreDbOptions::new(project.clone())
+    })
+    .await?;
     let storage = Storage::connect(&config.storage, &config.bucket).await?;
     if config.create_bucket {
         storage.ensure_bucket(&project).await?;
@@ -277,16 +327,81 @@ impl Archiver {
         let mut summary = Summary::default();
         let mut chunk_number = 0usize;
         for group in self.groups.iter().filter(|g| task.owns(g)) {
-            self.archive_group(
-                task.logical_date,
-                group,
-                fault,
-                &mut chunk_number,
-                &mut summary,
-            )
-            .await?;
+            let Some(generation) = self.lock(group, task).await? else {
+                tracing::warn!(group = %group, "another run holds the lock: group skipped");
+                summary.locked.push(group.clone());
+                continue;
+            };
+            let result = self
+                .archive_group(
+                    task.logical_date,
+                    group,
+                    fault,
+                    &mut chunk_number,
+                    &mut summary,
+                )
+                .await;
+            // Released on failure too; if this fails, the lease ends it.
+            if let Err(e) = self
+                .storage
+                .delete_if_generation(&self.lock_name(group), generation)
+                .await
+            {
+                tracing::warn!(group = %group, error = %e, "lock not released");
+            }
+            result?;
         }
         Ok(summary)
+    }
+
+    fn lock_name(&self, group: &str) -> String {
+        format!("{}/locks/{group}.lock", self.prefix)
+    }
+
+    /// Takes the group's lock: an object created only if absent (`ifGenerationMatch=0`).
+    /// Returns its generation, or `None` while another run holds it. A lock whose lease has
+    /// ended, or one left by an earlier attempt of this very task (Cloud Run starts a retry
+    /// only after the attempt ended), is taken over.
+    async fn lock(&self, group: &str, task: &Task) -> Result<Option<i64>> {
+        let name = self.lock_name(group);
+        let holder = format!("{}/{}", task.execution, task.index);
+        for _ in 0..3 {
+            let now = Utc::now();
+            let mut metadata = HashMap::new();
+            metadata.insert("holder".to_owned(), holder.clone());
+            metadata.insert("attempt".to_owned(), task.attempt.to_string());
+            metadata.insert("expires".to_owned(), (now + LOCK_LEASE).to_rfc3339());
+            let body = serde_json::to_vec(&metadata).expect("lock serialises");
+            if let Some(held) = self
+                .storage
+                .put_if_absent(&name, body, "application/json", metadata)
+                .await?
+            {
+                return Ok(Some(held.generation));
+            }
+            let Some(held) = self.storage.head(&name).await? else {
+                continue; // released in between
+            };
+            let expired = held
+                .metadata
+                .get("expires")
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .is_none_or(|t| t <= now);
+            let earlier_attempt = held.metadata.get("holder") == Some(&holder)
+                && held
+                    .metadata
+                    .get("attempt")
+                    .and_then(|a| a.parse::<u32>().ok())
+                    .is_some_and(|a| a < task.attempt);
+            if !expired && !earlier_attempt {
+                return Ok(None);
+            }
+            tracing::warn!(group = %group, holder = ?held.metadata.get("holder"), "taking over a stale lock");
+            self.storage
+                .delete_if_generation(&name, held.generation)
+                .await?;
+        }
+        Ok(None)
     }
 
     async fn archive_group(
@@ -299,40 +414,7 @@ impl Archiver {
     ) -> Result<()> {
         let cutoff = self.cutoff(date);
         let prefix = self.group_prefix(date, group);
-        let manifest_name = self.manifest_name(date, group);
-        let finished: BTreeSet<String> = match self.storage.head(&manifest_name).await? {
-            Some(_) => {
-                let manifest: Manifest = serde_json::from_slice(
-                    &self.storage.get(&manifest_name).await?,
-                )
-                .map_err(|e| Error::Verify {
-                    object: manifest_name.clone(),
-                    reason: e.to_string(),
-                })?;
-                manifest.objects.into_iter().map(|o| o.name).collect()
-            }
-            None => BTreeSet::new(),
-        };
-        // Chunks an earlier run uploaded but whose documents it may not have deleted.
-        for object in self.chunks(&prefix).await? {
-            if finished.contains(&object.name) {
-                continue;
-            }
-            match self.read_back(&object).await {
-                Ok(paths) => {
-                    summary.recovered += self.delete_documents(&paths, None).await? as u64;
-                }
-                Err(Error::Verify {
-                    object: name,
-                    reason,
-                }) => {
-                    // Never deleted a document on its account: drop it, archive them again.
-                    tracing::warn!(object = %name, %reason, "dropping a chunk that does not verify");
-                    self.storage.delete(&name).await?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.recover(group, summary).await?;
         loop {
             let docs = self.oldest(group, cutoff).await?;
             if docs.is_empty() {
@@ -358,15 +440,15 @@ impl Archiver {
                     reason: "CRC32C reported by the upload differs from the chunk's".into(),
                 });
             }
-            let read = self.read_back(&stored).await?;
-            if read != chunk.paths {
+            let read = self.read_back_documents(&stored).await?;
+            if read.iter().map(|(p, _)| p).ne(chunk.paths.iter()) {
                 return Err(Error::Verify {
                     object: name,
                     reason: "documents read back differ from those written".into(),
                 });
             }
             let stop = (fault == Fault::MidDelete(*chunk_number)).then_some(1);
-            let deleted = self.delete_documents(&chunk.paths, stop).await?;
+            let deleted = self.delete_documents(&read, stop, summary).await?;
             if stop.is_some() {
                 return Err(Error::Interrupted("mid delete"));
             }
@@ -377,6 +459,62 @@ impl Archiver {
         }
         let manifest = self.write_manifest(date, group, cutoff).await?;
         summary.manifest_documents += manifest.documents;
+        Ok(())
+    }
+
+    /// Finishes every chunk of the group that no manifest lists, under any logical date: an
+    /// earlier run (of this date or any other) uploaded it and stopped before writing its
+    /// manifest. Each verifies again, its documents are deleted (those unchanged since), and
+    /// its own date's manifest is rewritten to list it. A chunk that does not verify never
+    /// deleted a document on its account: it is dropped, its documents are archived again.
+    async fn recover(&self, group: &str, summary: &mut Summary) -> Result<()> {
+        let root = format!("{}/", self.prefix);
+        let mut by_date: std::collections::BTreeMap<NaiveDate, Vec<StoredObject>> =
+            std::collections::BTreeMap::new();
+        for object in self.chunks(&root).await? {
+            let mut parts = object.name[root.len()..].splitn(3, '/');
+            let (Some(day), Some(g), Some(file)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if g != group || !file.starts_with("chunk-") || file.contains('/') {
+                continue;
+            }
+            if let Ok(day) = day.parse::<NaiveDate>() {
+                by_date.entry(day).or_default().push(object);
+            }
+        }
+        for (day, objects) in by_date {
+            let finished: BTreeSet<String> = match self.manifest(day, group).await? {
+                Some(manifest) => manifest.objects.into_iter().map(|o| o.name).collect(),
+                None => BTreeSet::new(),
+            };
+            let mut changed = false;
+            for object in objects {
+                if finished.contains(&object.name) {
+                    continue;
+                }
+                changed = true;
+                match self.read_back_documents(&object).await {
+                    Ok(docs) => {
+                        summary.recovered +=
+                            self.delete_documents(&docs, None, summary).await? as u64;
+                    }
+                    Err(Error::Verify {
+                        object: name,
+                        reason,
+                    }) => {
+                        tracing::warn!(object = %name, %reason, "dropping a chunk that does not verify");
+                        self.storage.delete(&name).await?;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if changed {
+                let manifest = self.write_manifest(day, group, self.cutoff(day)).await?;
+                tracing::info!(date = %day, group = %group, documents = manifest.documents, "earlier run's chunks recovered");
+            }
+        }
         Ok(())
     }
 
@@ -409,6 +547,19 @@ impl Archiver {
     /// Downloads a chunk and checks it against its own metadata (SHA-256, CRC32C, count);
     /// returns the document paths it holds, in order.
     pub async fn read_back(&self, object: &StoredObject) -> Result<Vec<String>> {
+        Ok(self
+            .read_back_documents(object)
+            .await?
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect())
+    }
+
+    /// As [`Self::read_back`], with each document's archived `update_time`.
+    async fn read_back_documents(
+        &self,
+        object: &StoredObject,
+    ) -> Result<Vec<(String, Option<String>)>> {
         let bad = |reason: String| Error::Verify {
             object: object.name.clone(),
             reason,
@@ -429,7 +580,7 @@ impl Archiver {
             let line = line.map_err(|e| bad(format!("gzip: {e}")))?;
             let doc: ArchivedDocument =
                 serde_json::from_str(&line).map_err(|e| bad(format!("NDJSON: {e}")))?;
-            paths.push(doc.path);
+            paths.push((doc.path, doc.update_time));
         }
         let expected: Option<usize> = object
             .metadata
@@ -444,22 +595,33 @@ impl Archiver {
         Ok(paths)
     }
 
-    /// Deletes documents by path, 500 per batch; deleting a missing document is a no-op, so a
-    /// rerun may delete again. `stop_after_batches` ends early (tests).
+    /// Deletes archived documents, 500 per batch (the BatchWrite limit), each only if it is
+    /// unchanged since it was archived: the delete carries a `currentDocument.updateTime`
+    /// precondition with the archived `update_time` (Firestore API, `Precondition`). A document
+    /// written since is kept (counted in `kept_changed`) and archived again by the next run. A
+    /// document already gone (an earlier run deleted it) counts as deleted, so a rerun may
+    /// delete again. `stop_after_batches` ends early (tests).
     async fn delete_documents(
         &self,
-        paths: &[String],
+        docs: &[(String, Option<String>)],
         stop_after_batches: Option<usize>,
+        summary: &mut Summary,
     ) -> Result<usize> {
         let root = self.db.get_documents_path();
-        let writer = self.db.create_simple_batch_writer().await?;
+        let writer = self
+            .db
+            .create_simple_batch_writer_with_options(
+                firestore::FirestoreSimpleBatchWriteOptions::new()
+                    .with_retry_max_elapsed_time(FIRESTORE_RETRY_LIMIT),
+            )
+            .await?;
         let mut done = 0;
-        for (i, batch_paths) in paths.chunks(500).enumerate() {
+        for (i, batch_docs) in docs.chunks(500).enumerate() {
             if stop_after_batches.is_some_and(|n| i >= n) {
                 break;
             }
             let mut batch = writer.new_batch();
-            for path in batch_paths {
+            for (path, update_time) in batch_docs {
                 let (parent, collection, id) = split_path(path).ok_or_else(|| Error::Verify {
                     object: path.clone(),
                     reason: "not a document path".into(),
@@ -469,12 +631,68 @@ impl Archiver {
                 } else {
                     format!("{root}/{parent}")
                 };
-                batch.delete_by_id_at(&parent, collection, id, None)?;
+                let precondition = match update_time {
+                    Some(t) => Some(FirestoreWritePrecondition::UpdateTime(
+                        instant(t).ok_or_else(|| Error::Verify {
+                            object: path.clone(),
+                            reason: format!("update_time {t} is not RFC 3339"),
+                        })?,
+                    )),
+                    None => None,
+                };
+                batch.delete_by_id_at(&parent, collection, id, precondition)?;
             }
-            batch.write().await?;
-            done += batch_paths.len();
+            let response = batch.write().await.map_err(|e| {
+                Error::FirestoreCall(format!(
+                    "BatchWrite failed (retried for at most {} s): {e}",
+                    FIRESTORE_RETRY_LIMIT.as_secs()
+                ))
+            })?;
+            for (n, path) in batch_docs.iter().map(|(p, _)| p).enumerate() {
+                // google.rpc.Code: 0 OK, 5 NOT_FOUND, 9 FAILED_PRECONDITION. The emulator
+                // answers 9 both for a document changed since and for one already gone, so
+                // a failed precondition is told apart by reading the document.
+                match response.statuses.get(n).map_or(0, |s| s.code) {
+                    0 => done += 1,
+                    5 | 9 => {
+                        if self.still_there(path).await? {
+                            tracing::info!(document = %path, "changed since archived: kept");
+                            summary.kept_changed += 1;
+                        } else {
+                            done += 1;
+                        }
+                    }
+                    code => {
+                        return Err(Error::FirestoreCall(format!(
+                            "BatchWrite: delete of an archived document failed with code {code}"
+                        )));
+                    }
+                }
+            }
         }
         Ok(done)
+    }
+
+    /// Whether a document exists.
+    async fn still_there(&self, path: &str) -> Result<bool> {
+        let root = self.db.get_documents_path();
+        let Some((parent, collection, id)) = split_path(path) else {
+            return Ok(false);
+        };
+        let parent = if parent.is_empty() {
+            root.to_owned()
+        } else {
+            format!("{root}/{parent}")
+        };
+        Ok(self
+            .db
+            .fluent()
+            .select()
+            .by_id_in(collection)
+            .parent(&parent)
+            .one(id)
+            .await?
+            .is_some())
     }
 
     async fn write_manifest(
