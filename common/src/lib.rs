@@ -1,6 +1,7 @@
 //! Platform shim and shared domain for every dta-wide function: configuration, telemetry,
 //! HTTP serving, the API error body, authentication, the PostgreSQL pool and the sleep-diary model.
 
+pub mod audit_chain;
 pub mod auth;
 pub mod config;
 pub mod consent;

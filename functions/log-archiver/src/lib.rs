@@ -11,6 +11,9 @@
 //! deletes its documents and rewrites that date's manifest to list it; so a rerun loses nothing
 //! and archives nothing twice.
 //!
+//! The audit trail in PostgreSQL (`audit_log`) past its own hot window goes the same way, under
+//! `AUDIT_ARCHIVE_PREFIX`, its chain checked before anything is deleted: [`audit`].
+//!
 //! A document is deleted only if its `update_time` is still the archived one (a Firestore
 //! precondition): one written after its chunk was uploaded stays and is archived, in its new
 //! version, by the next run. One run at a time works on a group: `{prefix}/locks/{group}.lock`
@@ -18,6 +21,7 @@
 //! (exit 0, reported as `locked`). Its lease ([`LOCK_LEASE`]) outlasts the job's task timeout,
 //! so only a crashed run's lock ends by lease; a retry of the same task takes its own lock over.
 
+pub mod audit;
 pub mod erase;
 
 use std::collections::{BTreeSet, HashMap};
@@ -30,6 +34,7 @@ use common::job::{JobConfig, JobError, RunReport, Task};
 use common::storage::{Storage, StorageConfig, StorageError, StoredObject};
 use firestore::gcloud_sdk::google::firestore::v1::{Document, Value as FsValue, value::ValueType};
 use firestore::{FirestoreDb, FirestoreDbOptions, FirestoreTimestamp, FirestoreWritePrecondition};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
@@ -67,6 +72,23 @@ pub struct Config {
         default_value = "analysis_logs,events"
     )]
     pub collection_groups: Vec<String>,
+    /// PostgreSQL holding the audit trail (Secret Manager). Unset: the audit trail is not
+    /// archived (local runs of the Firestore part only; Terraform sets it, RUN-ENV-WIRED checks).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<SecretString>,
+    /// Object name prefix of the audit trail's chunks inside the bucket.
+    #[arg(long, env = "AUDIT_ARCHIVE_PREFIX", default_value = "audit")]
+    pub audit_prefix: String,
+    /// Days an audit entry stays in PostgreSQL before it is archived. 90, as the Firestore logs'
+    /// hot window: a quarter stays queryable in the database for access reviews and requests;
+    /// the archive bucket keeps the chunks one year more (its lifecycle rule), about 15 months
+    /// in all. No statute sets a period for access logs; it weighs storage limitation (GDPR
+    /// Art. 5(1)(e)) against accountability (Art. 5(2)).
+    #[arg(long, env = "AUDIT_HOT_DAYS", default_value_t = 90)]
+    pub audit_hot_days: u32,
+    /// Audit entries per archive chunk.
+    #[arg(long, env = "AUDIT_CHUNK_ENTRIES", default_value_t = 5000)]
+    pub audit_chunk_entries: u32,
     /// Create the bucket when it is missing (local runs; Terraform owns production buckets).
     #[arg(long, env = "ARCHIVE_CREATE_BUCKET", default_value_t = false)]
     pub create_bucket: bool,
@@ -90,6 +112,13 @@ pub enum Error {
     /// Cloud Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// PostgreSQL failed.
+    #[error("postgres: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The audit trail in the database does not match the chunk, or another run moved the
+    /// checkpoint: nothing was deleted, the chunk stays.
+    #[error("audit archive: {0}")]
+    Conflict(String),
     /// A chunk read back differs from what was written; its documents stay in Firestore.
     #[error("chunk {object} failed verification: {reason}")]
     Verify {
@@ -254,6 +283,10 @@ pub async fn run(config: Config) -> RunReport {
                     report.fail(e.to_string());
                 }
             }
+            // The audit trail is one chain: one task archives it.
+            if task.owns("audit_log") {
+                archive_audit(&config, &archiver, &task, &mut report).await;
+            }
             report.finish(Utc::now());
             report.log();
             if let Err(e) = archiver.store_report(&report).await {
@@ -266,6 +299,47 @@ pub async fn run(config: Config) -> RunReport {
         }
     }
     report
+}
+
+/// Archives the audit trail when DATABASE_URL is set; its figures are prefixed `audit_`.
+async fn archive_audit(config: &Config, archiver: &Archiver, task: &Task, report: &mut RunReport) {
+    let Some(url) = &config.database_url else {
+        tracing::warn!("DATABASE_URL is not set: the audit trail is not archived");
+        report.figure("audit_skipped", "DATABASE_URL is not set");
+        return;
+    };
+    let db = common::config::DbConfig {
+        database_url: url.clone(),
+        db_max_connections: 2,
+        db_connect_timeout_secs: 5,
+    };
+    let pool = match common::db::connect(&db).await {
+        Ok(pool) => pool,
+        Err(e) => {
+            report.fail(e.to_string());
+            return;
+        }
+    };
+    let audit = audit::AuditArchiver {
+        pool,
+        storage: archiver.storage.clone(),
+        prefix: config.audit_prefix.trim_end_matches('/').to_owned(),
+        hot_days: config.audit_hot_days,
+        chunk_entries: config.audit_chunk_entries.max(1),
+    };
+    let clock = Instant::now();
+    match audit.archive(task.logical_date, Fault::None).await {
+        Ok(summary) => {
+            if let Value::Object(map) = json!(summary) {
+                report.figures.extend(map);
+            }
+            report.figure("audit_seconds", clock.elapsed().as_secs_f64());
+            report.figure("audit_cutoff", audit.cutoff(task.logical_date).to_rfc3339());
+        }
+        Err(e) => {
+            report.fail(e.to_string());
+        }
+    }
 }
 
 /// Builds the clients from the configuration.

@@ -5,12 +5,11 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 /// The `prev_hash` of the first entry.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub use common::audit_chain::GENESIS;
 
 /// One access to a user's data.
 #[derive(Debug, Clone)]
@@ -38,21 +37,18 @@ fn chain_hash(
     object: Option<Uuid>,
     event_id: Option<Uuid>,
 ) -> String {
-    let mut line = format!(
-        "{prev}|{}|{actor}|{subject}|{action}|{function}|{}",
-        at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        object.map(|o| o.to_string()).unwrap_or_default()
-    );
-    // The event id is what keeps a redelivered event out: it is covered too, so editing it
-    // (which would let a replay in twice) shows as an altered entry. Entries privacy appends
-    // itself have none and hash as before.
-    if let Some(id) = event_id {
-        line.push_str(&format!("|{id}"));
-    }
-    Sha256::digest(line.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    common::audit_chain::hash(
+        prev,
+        &common::audit_chain::Link {
+            at,
+            actor,
+            subject,
+            action,
+            function,
+            object,
+            event_id,
+        },
+    )
 }
 
 /// Appends an entry in the caller's transaction (so it commits with the change it records);
@@ -123,10 +119,14 @@ async fn insert(
     object: Option<Uuid>,
     event_id: Option<Uuid>,
 ) -> sqlx::Result<String> {
-    let prev: Option<String> =
-        sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
+    // The head, or when log-archiver has archived every entry, the last archived one (one
+    // statement, so one snapshot of both tables).
+    let prev: Option<String> = sqlx::query_scalar(
+        "SELECT COALESCE((SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1), \
+                         (SELECT hash FROM audit_checkpoint ORDER BY seq DESC LIMIT 1))",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     let prev = prev.unwrap_or_else(|| GENESIS.to_owned());
     let hash = chain_hash(
         &prev, at, actor, subject, action, function, object, event_id,
@@ -161,8 +161,30 @@ pub enum Break {
     HeadMissing,
 }
 
-/// Recomputes the whole chain; `expected_head`, when given, is a head hash kept outside the
-/// database (the last archived or published one), which also catches a cut tail.
+/// The latest checkpoint of log-archiver: entries up to `seq` were archived to Cloud Storage
+/// (chunk `object`) and deleted here; `hash` is the last archived entry's.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Checkpoint {
+    /// Last archived seq.
+    pub seq: i64,
+    /// Its hash: the `prev_hash` the first remaining entry must carry.
+    pub hash: String,
+    /// The archive object holding it.
+    pub object: String,
+}
+
+/// The latest checkpoint, if log-archiver has archived anything.
+pub async fn checkpoint(pool: &PgPool) -> sqlx::Result<Option<Checkpoint>> {
+    sqlx::query_as("SELECT seq, hash, object FROM audit_checkpoint ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(pool)
+        .await
+}
+
+/// Recomputes the chain of the entries in the database, from the latest checkpoint's hash (the
+/// archived prefix is verified by log-archiver before it is deleted) or from [`GENESIS`]; a
+/// removed first entry after the checkpoint shows as the next one being unlinked.
+/// `expected_head`, when given, is a head hash kept outside the database (the last published
+/// one, or a checkpoint's), which also catches a cut tail.
 pub async fn verify(pool: &PgPool, expected_head: Option<&str>) -> sqlx::Result<Vec<Break>> {
     type Row = (
         i64,
@@ -176,14 +198,16 @@ pub async fn verify(pool: &PgPool, expected_head: Option<&str>) -> sqlx::Result<
         String,
         Option<Uuid>,
     );
+    let start = checkpoint(pool).await?;
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT seq, at, actor_ref, subject_ref, action, function, object_id, prev_hash, hash, event_id \
-         FROM audit_log ORDER BY seq",
+         FROM audit_log WHERE seq > $1 ORDER BY seq",
     )
+    .bind(start.as_ref().map_or(0, |c| c.seq))
     .fetch_all(pool)
     .await?;
     let mut breaks = Vec::new();
-    let mut prev = GENESIS.to_owned();
+    let mut prev = start.map_or_else(|| GENESIS.to_owned(), |c| c.hash);
     for (seq, at, actor, subject, action, function, object, prev_hash, hash, event_id) in &rows {
         if *prev_hash != prev {
             breaks.push(Break::Unlinked { seq: *seq });
@@ -196,8 +220,15 @@ pub async fn verify(pool: &PgPool, expected_head: Option<&str>) -> sqlx::Result<
         }
         prev = hash.clone();
     }
+    // A head kept outside may also be the last entry of an archived chunk (a checkpoint).
     if let Some(head) = expected_head
         && !rows.iter().any(|r| r.8 == head)
+        && !sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM audit_checkpoint WHERE hash = $1)",
+        )
+        .bind(head)
+        .fetch_one(pool)
+        .await?
     {
         breaks.push(Break::HeadMissing);
     }

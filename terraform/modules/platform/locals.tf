@@ -124,8 +124,9 @@ locals {
         BACKUP_BUCKET          = google_storage_bucket.backups.name
       }
     }
+    # Also archives the audit trail (audit_log) past its hot window, hence DATABASE_URL.
     log-archiver = {
-      secrets         = []
+      secrets         = ["DATABASE_URL"]
       uses            = []
       timeout_seconds = 3600
       max_retries     = 1
