@@ -37,6 +37,8 @@ export AUTH_LIMIT_PER_ACCOUNT=1000000 AUTH_LIMIT_PER_IP=1000000 DATA_RATE_LIMIT_
 export PUBSUB_EMULATOR_HOST=127.0.0.1:1 OUTBOX_INTERVAL_MS=3600000
 (umask 077 && echo "1=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$work/data_key")
 export DATA_KEY_FILE="$work/data_key"
+# A development-only secret of the e-mail blind index.
+export EMAIL_LOOKUP_KEY="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 PORT=18091 "$rel/auth" & pids+=($!)
 PORT=18092 "$rel/sleep-diary" & pids+=($!)
 for port in 18091 18092; do

@@ -27,8 +27,10 @@ bin=$(cargo_bin_dir debug)
 echo "generating $ROWS diary rows for $USERS users"
 t0=$(date +%s.%N)
 psql "$DATABASE_URL" -q -v ON_ERROR_STOP=1 -v rows="$ROWS" -v users="$USERS" <<'SQL'
-INSERT INTO users (id, email, password_hash)
-SELECT ('00000000-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid, 'load-' || g || '@example.test', 'x'
+-- Synthetic accounts that never log in: a unique placeholder for the e-mail blind index (the
+-- auth function's is keyed), no address.
+INSERT INTO users (id, email_lookup, password_hash)
+SELECT ('00000000-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid, encode(sha256(convert_to('load-' || g || '@example.test', 'UTF8')), 'hex'), 'x'
 FROM generate_series(1, :users) g;
 -- One night per user and day; every CHECK holds: into_bed <= lights_out < final_awakening <= out_of_bed.
 INSERT INTO diary_entries (id, user_id, night, zone, into_bed, into_bed_offset, lights_out, lights_out_offset,

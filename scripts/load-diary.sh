@@ -30,8 +30,9 @@ trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 uid() { printf '%s-0000-4000-8000-%012d' "$1" "$2"; }
 psql "$DATABASE_URL" -qc "TRUNCATE users CASCADE; DROP SEQUENCE IF EXISTS load_seq; CREATE SEQUENCE load_seq"
 for side in aaaaaaaa bbbbbbbb; do
-  psql "$DATABASE_URL" -qc "INSERT INTO users (id, email, password_hash)
-    SELECT ('$side-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid, '$side-' || g || '@example.test', 'x' FROM generate_series(0, $USERS - 1) g;
+  # Synthetic accounts: a unique placeholder for the (keyed) e-mail blind index, no address.
+  psql "$DATABASE_URL" -qc "INSERT INTO users (id, email_lookup, password_hash)
+    SELECT ('$side-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid, encode(sha256(convert_to('$side-' || g || '@example.test', 'UTF8')), 'hex'), 'x' FROM generate_series(0, $USERS - 1) g;
     INSERT INTO consent_events (user_id, purpose, version, action)
     SELECT u.id, t.purpose, t.version, 'granted' FROM users u,
       (SELECT purpose, max(version) AS version FROM consent_texts WHERE purpose = 'intended_use' GROUP BY purpose) t

@@ -25,7 +25,8 @@ work=$(mktemp -d)
 pid=""
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 
-user=$(psql "$DATABASE_URL" -qtAc "INSERT INTO users (id, email, password_hash) VALUES (gen_random_uuid(), 'load-' || gen_random_uuid() || '@example.test', 'x') RETURNING id")
+# A synthetic account: a unique placeholder for the (keyed) e-mail blind index, no address.
+user=$(psql "$DATABASE_URL" -qtAc "INSERT INTO users (id, email_lookup, password_hash) VALUES (gen_random_uuid(), encode(sha256(convert_to(gen_random_uuid()::text, 'UTF8')), 'hex'), 'x') RETURNING id")
 
 case "$INSTRUMENT" in
   isi) body='{"questionnaire":"isi","answers":{"isi-1":1,"isi-2":2,"isi-3":1,"isi-4":0,"isi-5":0,"isi-6":3,"isi-7":2}}' ;;

@@ -26,7 +26,7 @@ eval "$(scripts/emulators.sh env)"
 if [ "$fresh" = 1 ]; then
   # Only this script's own database; the server's other databases stay.
   psql "$PG_URL_BASE/postgres" -qc "DROP DATABASE IF EXISTS dta_wide WITH (FORCE)"
-  rm -f target/local/demo-totp-secret
+  rm -f target/local/demo-totp-secret target/local/email_lookup_key
   rm -rf target/local/mail
 fi
 ensure_database dta_wide
@@ -49,6 +49,13 @@ if [ ! -s "$run_dir/data_key" ]; then
   (umask 077 && echo "1=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$run_dir/data_key")
 fi
 export DATA_KEY_FILE="$run_dir/data_key"
+# The development-only secret of the e-mail blind index (production: Secret Manager
+# EMAIL_LOOKUP_KEY). Kept with the run state: a new one would not find the existing accounts.
+if [ ! -s "$run_dir/email_lookup_key" ]; then
+  (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$run_dir/email_lookup_key")
+fi
+export EMAIL_LOOKUP_KEY
+EMAIL_LOOKUP_KEY=$(cat "$run_dir/email_lookup_key")
 export DATABASE_URL="$PG_URL_BASE/dta_wide"
 export REDIS_URL="redis://127.0.0.1:6379"
 export BIND_ADDRESS=127.0.0.1

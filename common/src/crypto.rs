@@ -315,6 +315,67 @@ pub fn field_context(table: &str, column: &str, row: Uuid) -> String {
     format!("{table}.{column}:{row}")
 }
 
+/// The e-mail address as it is compared: trimmed and lower-cased (what registration stores).
+pub fn normalise_email(address: &str) -> String {
+    address.trim().to_lowercase()
+}
+
+/// Shortest accepted `EMAIL_LOOKUP_KEY`: 32 bytes, the HMAC-SHA256 output length (RFC 2104 §3
+/// recommends keys no shorter than the hash output).
+pub const EMAIL_LOOKUP_KEY_MIN: usize = 32;
+
+/// The keyed blind index of e-mail addresses (`users.email_lookup`): HMAC-SHA256 (RFC 2104)
+/// over the normalised address with a server secret, hex. The address itself is stored only
+/// encrypted under the user's data key; the index finds the account at login and keeps
+/// addresses unique without revealing them, and without the secret it cannot be recomputed
+/// from a guessed address (a plain hash could, O.Cryp_4: one key one purpose).
+#[derive(Clone)]
+pub struct EmailLookup {
+    key: aws_lc_rs::hmac::Key,
+}
+
+impl std::fmt::Debug for EmailLookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EmailLookup([REDACTED])")
+    }
+}
+
+/// Where the blind-index secret is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EmailLookupConfig {
+    /// Secret of the e-mail blind index (HMAC-SHA256), at least 32 bytes (Secret Manager
+    /// `EMAIL_LOOKUP_KEY`). Changing it orphans every stored index, so it is never rotated
+    /// without re-indexing.
+    #[arg(long, env = "EMAIL_LOOKUP_KEY", hide_env_values = true)]
+    pub email_lookup_key: secrecy::SecretString,
+}
+
+impl EmailLookup {
+    /// An index keyed by `secret`; refused when shorter than [`EMAIL_LOOKUP_KEY_MIN`].
+    pub fn new(secret: &[u8]) -> Result<Self, CryptoError> {
+        if secret.len() < EMAIL_LOOKUP_KEY_MIN {
+            return Err(CryptoError::Provider(format!(
+                "EMAIL_LOOKUP_KEY must be at least {EMAIL_LOOKUP_KEY_MIN} bytes"
+            )));
+        }
+        Ok(Self {
+            key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret),
+        })
+    }
+
+    /// The index from the configuration.
+    pub fn from_config(config: &EmailLookupConfig) -> Result<Self, CryptoError> {
+        use secrecy::ExposeSecret;
+        Self::new(config.email_lookup_key.expose_secret().as_bytes())
+    }
+
+    /// The index of an address (normalised first): 64 lower-case hex digits.
+    pub fn of(&self, address: &str) -> String {
+        let tag = aws_lc_rs::hmac::sign(&self.key, normalise_email(address).as_bytes());
+        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 fn wrap_aad(user: Uuid, key_id: Uuid) -> Vec<u8> {
     let mut aad = b"dta-wide-dek:".to_vec();
     aad.extend_from_slice(user.as_bytes());
@@ -495,6 +556,23 @@ mod tests {
 
     fn key_file(lines: &[String]) -> LocalKeyFile {
         LocalKeyFile::parse("test", &lines.join("\n")).unwrap()
+    }
+
+    #[test]
+    fn the_email_lookup_is_hmac_sha256_of_the_normalised_address() {
+        // Expected tag computed independently:
+        // printf 'alice@example.test' | openssl dgst -sha256 -mac HMAC -macopt hexkey:0b…0b (32 bytes)
+        let lookup = EmailLookup::new(&[0x0b; 32]).unwrap();
+        let tag = lookup.of("  Alice@Example.TEST \n");
+        assert_eq!(
+            tag,
+            "8aa56416a799939868e41ffd2d01ee92f8c6f026320297b482acb56973776de0"
+        );
+        let other = EmailLookup::new(&[0x0c; 32]).unwrap();
+        assert_ne!(tag, other.of("alice@example.test"));
+        assert_ne!(tag, lookup.of("bob@example.test"));
+        assert!(EmailLookup::new(&[0x0b; 31]).is_err());
+        assert_eq!(format!("{lookup:?}"), "EmailLookup([REDACTED])");
     }
 
     #[test]

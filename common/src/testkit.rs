@@ -39,13 +39,50 @@ pub async fn user(pool: &sqlx::PgPool) -> Uuid {
 /// Inserts a user row without any consent; returns its id.
 pub async fn user_without_consent(pool: &sqlx::PgPool) -> Uuid {
     let id = Uuid::new_v4();
-    sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, 'x')")
+    sqlx::query("INSERT INTO users (id, email_lookup, password_hash) VALUES ($1, $2, 'x')")
         .bind(id)
-        .bind(format!("{id}@example.test"))
+        .bind(email_lookup().of(&email(id)))
         .execute(pool)
         .await
         .expect("insert test user");
     id
+}
+
+/// The address a [`user`] fixture stands for (its row holds only the blind index of it, no
+/// `email_ct`).
+pub fn email(user: Uuid) -> String {
+    format!("{user}@example.test")
+}
+
+/// Stores the fixture's address as the auth function does: encrypted under the user's data
+/// key from `keyring` (AAD `users.email:<id>`); returns the ciphertext.
+pub async fn store_email(
+    pool: &sqlx::PgPool,
+    keyring: &crate::crypto::Keyring,
+    user: Uuid,
+) -> Vec<u8> {
+    let key = keyring.data_key(user).await.expect("data key");
+    let ct = key
+        .encrypt_str(
+            &crate::crypto::field_context("users", "email", user),
+            &email(user),
+        )
+        .expect("encrypt the address");
+    sqlx::query("UPDATE users SET email_ct = $2 WHERE id = $1")
+        .bind(user)
+        .bind(&ct)
+        .execute(pool)
+        .await
+        .expect("store the address");
+    ct
+}
+
+/// The e-mail blind-index secret of tests (not used anywhere else).
+pub const EMAIL_LOOKUP_KEY: &str = "test-only-email-lookup-key-0123456789abcdef";
+
+/// The e-mail blind index keyed by [`EMAIL_LOOKUP_KEY`].
+pub fn email_lookup() -> crate::crypto::EmailLookup {
+    crate::crypto::EmailLookup::new(EMAIL_LOOKUP_KEY.as_bytes()).expect("test lookup key")
 }
 
 /// Reads a response body as JSON.

@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 use crate::mail::Mail;
 use crate::session::CurrentSession;
-use crate::{AppState, Result, check_password, client_ip, hash_password, normalise_email};
+use crate::{
+    AppState, Result, check_password, client_ip, email_context, hash_password, normalise_email,
+};
 
 /// How long an e-mail verification link works.
 pub const VERIFY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -149,30 +151,38 @@ pub async fn register(
     ApiJson(c): ApiJson<Credentials>,
 ) -> Result<(StatusCode, axum::Json<serde_json::Value>)> {
     let email = normalise_email(&c.email)?;
-    state.limit("register", &headers, Some(&email)).await?;
+    let lookup = state.lookup(&email);
+    state.limit("register", &headers, Some(&lookup)).await?;
     check_password("password", &c.password, &email)?;
     let hash = hash_password(c.password).await?;
     let id = Uuid::new_v4();
+    // The blind index keeps addresses unique (any case or surrounding whitespace: it is taken
+    // over the normalised address); the address itself is stored only encrypted.
     let inserted: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3)
-         ON CONFLICT (lower(email)) DO NOTHING RETURNING id",
+        "INSERT INTO users (id, email_lookup, password_hash) VALUES ($1, $2, $3)
+         ON CONFLICT (email_lookup) DO NOTHING RETURNING id",
     )
     .bind(id)
-    .bind(&email)
+    .bind(&lookup)
     .bind(&hash)
     .fetch_optional(&state.pool)
     .await?;
     if inserted.is_some() {
+        store_email(&state, id, &email).await?;
         tracing::info!(target: "audit", event = "account_registered", user_id = %id, "account created");
         mail_token(&state, id, &email, "verify_email", VERIFY_TTL).await?;
         return Ok(accepted());
     }
-    let (existing, verified): (Uuid, bool) = sqlx::query_as(
-        "SELECT id, email_verified_at IS NOT NULL FROM users WHERE lower(email) = $1",
+    let (existing, verified, missing): (Uuid, bool, bool) = sqlx::query_as(
+        "SELECT id, email_verified_at IS NOT NULL, email_ct IS NULL FROM users WHERE email_lookup = $1",
     )
-    .bind(&email)
+    .bind(&lookup)
     .fetch_one(&state.pool)
     .await?;
+    if missing {
+        // A registration that stopped between the row and its encrypted address.
+        store_email(&state, existing, &email).await?;
+    }
     if verified {
         state
             .send(Mail {
@@ -186,6 +196,18 @@ pub async fn register(
         mail_token(&state, existing, &email, "verify_email", VERIFY_TTL).await?;
     }
     Ok(accepted())
+}
+
+/// Stores the address encrypted under the user's data key (which needs the row first:
+/// `user_keys` references it).
+async fn store_email(state: &AppState, user: Uuid, email: &str) -> Result<()> {
+    let key = state.crypto.data_key(user).await?;
+    sqlx::query("UPDATE users SET email_ct = $2 WHERE id = $1")
+        .bind(user)
+        .bind(key.encrypt_str(&email_context(user), email)?)
+        .execute(&state.pool)
+        .await?;
+    Ok(())
 }
 
 /// Confirm the e-mail address with the token from the verification message.
@@ -225,11 +247,11 @@ pub async fn change_password(
     state
         .limit("password", &headers, Some(&s.user_id.to_string()))
         .await?;
-    let (email, stored): (String, String) =
-        sqlx::query_as("SELECT email, password_hash FROM users WHERE id = $1")
-            .bind(s.user_id)
-            .fetch_one(&state.pool)
-            .await?;
+    let stored: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+        .bind(s.user_id)
+        .fetch_one(&state.pool)
+        .await?;
+    let email = state.email_of(s.user_id).await?.unwrap_or_default();
     let ip = client_ip(&headers, state.limits.trusted_proxy_hops);
     if !state
         .verify_password(body.current_password, Some(stored))
@@ -254,14 +276,16 @@ pub async fn change_password(
         .revoke_all(s.user_id, Some(&s.session_id))
         .await?;
     tracing::warn!(target: "audit", event = "password_changed", user_id = %s.user_id, client_ip = %ip, other_sessions_ended = ended, "password changed");
-    state
-        .send(Mail {
-            to: email,
-            subject: "Your password was changed".into(),
-            text: "Your password was just changed and your other sessions were ended. If this was not you, reset your password now.\n".into(),
-            kind: "password_changed".into(),
-        })
-        .await?;
+    if !email.is_empty() {
+        state
+            .send(Mail {
+                to: email,
+                subject: "Your password was changed".into(),
+                text: "Your password was just changed and your other sessions were ended. If this was not you, reset your password now.\n".into(),
+                kind: "password_changed".into(),
+            })
+            .await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -274,17 +298,20 @@ pub async fn request_reset(
     headers: HeaderMap,
     ApiJson(body): ApiJson<ResetRequest>,
 ) -> Result<(StatusCode, axum::Json<serde_json::Value>)> {
-    let email = body.email.trim().to_lowercase();
+    let lookup = state.lookup(&body.email);
     state
-        .limit("password-reset", &headers, Some(&email))
+        .limit("password-reset", &headers, Some(&lookup))
         .await?;
-    let user: Option<Uuid> = sqlx::query_scalar("SELECT id FROM users WHERE lower(email) = $1")
-        .bind(&email)
+    let user: Option<Uuid> = sqlx::query_scalar("SELECT id FROM users WHERE email_lookup = $1")
+        .bind(&lookup)
         .fetch_optional(&state.pool)
         .await?;
     if let Some(user) = user {
-        tracing::info!(target: "audit", event = "password_reset_requested", user_id = %user, "reset link sent");
-        mail_token(&state, user, &email, "reset_password", RESET_TTL).await?;
+        // To the stored address (decrypted), the one the account was verified with.
+        if let Some(email) = state.email_of(user).await? {
+            tracing::info!(target: "audit", event = "password_reset_requested", user_id = %user, "reset link sent");
+            mail_token(&state, user, &email, "reset_password", RESET_TTL).await?;
+        }
     }
     Ok(accepted())
 }
@@ -304,13 +331,17 @@ pub async fn confirm_reset(
         .limit("password-reset-confirm", &headers, None)
         .await?;
     // Check the policy before spending the token, so a weak choice can be corrected.
-    let email: Option<String> = sqlx::query_scalar(
-        "SELECT u.email FROM auth_tokens t JOIN users u ON u.id = t.user_id
+    let owner: Option<Uuid> = sqlx::query_scalar(
+        "SELECT t.user_id FROM auth_tokens t
          WHERE t.token_hash = $1 AND t.purpose = 'reset_password' AND t.used_at IS NULL AND t.expires_at > now()",
     )
     .bind(token_hash(&body.token))
     .fetch_optional(&state.pool)
     .await?;
+    let email = match owner {
+        Some(user) => state.email_of(user).await?,
+        None => None,
+    };
     if let Some(email) = &email {
         check_password("new_password", &body.new_password, email)?;
     }

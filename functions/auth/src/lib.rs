@@ -75,6 +75,8 @@ pub struct Config {
     pub mail: MailConfig,
     #[command(flatten)]
     pub data_keys: common::crypto::KeyConfig,
+    #[command(flatten)]
+    pub email_lookup: common::crypto::EmailLookupConfig,
 }
 
 /// Rate limits on the unauthenticated endpoints (login, second factor, refresh, register,
@@ -122,8 +124,10 @@ pub struct AppState {
     pub guard: Guard,
     pub limits: Arc<Limits>,
     pub mailer: Arc<dyn Mailer>,
-    /// The users' data keys; TOTP secrets are stored encrypted with them.
+    /// The users' data keys; TOTP secrets and e-mail addresses are stored encrypted with them.
     pub crypto: common::crypto::Keyring,
+    /// The keyed blind index finding an account by its e-mail address (`users.email_lookup`).
+    pub email_lookup: Arc<common::crypto::EmailLookup>,
     /// A real Argon2id hash with our parameters, verified when the account does not exist so
     /// that timing does not tell which e-mails are registered.
     dummy_hash: Arc<String>,
@@ -149,6 +153,7 @@ impl AppState {
         limits: Limits,
         mailer: Arc<dyn Mailer>,
         crypto: common::crypto::Keyring,
+        email_lookup: common::crypto::EmailLookup,
     ) -> Self {
         let salt = SaltString::generate(&mut OsRng);
         let dummy = hasher()
@@ -165,6 +170,7 @@ impl AppState {
             limits: Arc::new(limits),
             mailer,
             crypto,
+            email_lookup: Arc::new(email_lookup),
             dummy_hash: Arc::new(dummy),
             password_checks: Arc::new(AtomicU64::new(0)),
         }
@@ -175,8 +181,9 @@ impl AppState {
         self.password_checks.load(Ordering::Relaxed)
     }
 
-    /// Counts one attempt on `endpoint` for the client IP and, when known, the account; 429
-    /// beyond either limit, 503 when Redis cannot answer (fail closed).
+    /// Counts one attempt on `endpoint` for the client IP and, when known, the account (its
+    /// e-mail blind index, [`AppState::lookup`]); 429 beyond either limit, 503 when Redis
+    /// cannot answer (fail closed).
     pub async fn limit(
         &self,
         endpoint: &str,
@@ -191,10 +198,10 @@ impl AppState {
             window,
         }];
         if let Some(account) = account {
-            // Hashed, so no e-mail address appears in Redis keys.
-            let account = common::cache::token_hash(account);
+            // The keyed blind index, so no e-mail address appears in Redis keys; erasure finds
+            // the key from the stored `users.email_lookup`.
             rules.push(Rule {
-                key: self.redis.key(&["rl", endpoint, "acct", &account]),
+                key: self.redis.key(&["rl", endpoint, "acct", account]),
                 limit: self.limits.per_account,
                 window,
             });
@@ -206,6 +213,29 @@ impl AppState {
                 Err(Error::RateLimited(wait))
             }
         }
+    }
+
+    /// The blind index of an address (normalised first).
+    pub fn lookup(&self, email: &str) -> String {
+        self.email_lookup.of(email)
+    }
+
+    /// The user's e-mail address, decrypted with their data key; `None` when the row has no
+    /// address or does not exist.
+    pub async fn email_of(&self, user: Uuid) -> Result<Option<String>> {
+        let ct: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT email_ct FROM users WHERE id = $1")
+                .bind(user)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(ct) = ct.flatten() else {
+            return Ok(None);
+        };
+        let email = self
+            .crypto
+            .decrypt_str(user, &email_context(user), &ct)
+            .await?;
+        Ok(Some(email))
     }
 
     /// Verifies `password` against `stored` (or the dummy hash) off the async threads.
@@ -343,6 +373,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
     }
     let mailer = mail::from_config(&config.mail)?;
     let crypto = common::crypto::Keyring::new(pool.clone(), config.data_keys.provider()?);
+    let email_lookup = common::crypto::EmailLookup::from_config(&config.email_lookup)?;
     let state = AppState::new(
         pool.clone(),
         keys,
@@ -352,6 +383,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
         config.limits.clone(),
         mailer,
         crypto,
+        email_lookup,
     );
     let app = app(state, Duration::from_secs(config.http.request_timeout_secs));
     common::http::serve(app, &config.http).await?;
@@ -418,9 +450,14 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// The AAD of a stored e-mail address (`users.email_ct`).
+pub fn email_context(user: Uuid) -> String {
+    common::crypto::field_context("users", "email", user)
+}
+
 /// Lower-cased, trimmed e-mail address, or 422 naming `email`.
 pub fn normalise_email(email: &str) -> Result<String, Problem> {
-    let email = email.trim().to_lowercase();
+    let email = common::crypto::normalise_email(email);
     let valid = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()

@@ -89,12 +89,12 @@ pub async fn login(
     headers: HeaderMap,
     ApiJson(c): ApiJson<Credentials>,
 ) -> Result<Json<LoginChallenge>> {
-    let email = c.email.trim().to_lowercase();
-    state.limit("login", &headers, Some(&email)).await?;
+    let lookup = state.lookup(&c.email);
+    state.limit("login", &headers, Some(&lookup)).await?;
     let row: Option<AccountRow> = sqlx::query_as(
-        "SELECT id, password_hash, email_verified_at, totp_enabled_at FROM users WHERE lower(email) = $1",
+        "SELECT id, password_hash, email_verified_at, totp_enabled_at FROM users WHERE email_lookup = $1",
     )
-    .bind(&email)
+    .bind(&lookup)
     .fetch_optional(&state.pool)
     .await?;
     let ok = state
@@ -139,13 +139,8 @@ return 1",
     }))
 }
 
-/// e-mail, plaintext TOTP secret (enrolled before encryption), encrypted secret, enabled at.
-type SecretRow = (
-    String,
-    Option<String>,
-    Option<Vec<u8>>,
-    Option<DateTime<Utc>>,
-);
+/// Plaintext TOTP secret (enrolled before encryption), encrypted secret, enabled at.
+type SecretRow = (Option<String>, Option<Vec<u8>>, Option<DateTime<Utc>>);
 
 /// id, password hash, e-mail verified at, TOTP enabled at.
 type AccountRow = (Uuid, String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
@@ -197,14 +192,19 @@ pub async fn enrol_totp(
     ApiJson(body): ApiJson<MfaToken>,
 ) -> Result<Json<TotpEnrolment>> {
     let user = attempt(&state, &headers, &body.mfa_token).await?;
-    let (email, enabled): (String, Option<DateTime<Utc>>) =
-        sqlx::query_as("SELECT email, totp_enabled_at FROM users WHERE id = $1")
+    let enabled: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT totp_enabled_at FROM users WHERE id = $1")
             .bind(user)
             .fetch_one(&state.pool)
             .await?;
     if enabled.is_some() {
         return Err(Problem::conflict("a second factor is already enrolled").into());
     }
+    // The authenticator app shows the address as the account name (otpauth URI label).
+    let email = state
+        .email_of(user)
+        .await?
+        .unwrap_or_else(|| user.to_string());
     let secret = Secret::generate_secret();
     let encoded = match secret.to_encoded() {
         Secret::Encoded(s) => s,
@@ -281,8 +281,8 @@ pub async fn second_factor(
         return Err(Problem::validation("code", "send a TOTP code or a recovery code").into());
     }
     let user = attempt(&state, &headers, &body.mfa_token).await?;
-    let (email, legacy, sealed, enabled): SecretRow = sqlx::query_as(
-        "SELECT email, totp_secret, totp_secret_enc, totp_enabled_at FROM users WHERE id = $1",
+    let (legacy, sealed, enabled): SecretRow = sqlx::query_as(
+        "SELECT totp_secret, totp_secret_enc, totp_enabled_at FROM users WHERE id = $1",
     )
     .bind(user)
     .fetch_one(&state.pool)
@@ -303,7 +303,9 @@ pub async fn second_factor(
             None => false,
             Some(secret) => {
                 let now = Utc::now().timestamp().max(0) as u64;
-                match matching_step(&totp(secret, &email)?, code.trim(), now) {
+                // The label does not enter the codes (RFC 6238 §4: secret and time only), so
+                // the address need not be decrypted here.
+                match matching_step(&totp(secret, &user.to_string())?, code.trim(), now) {
                     None => false,
                     Some(step) => {
                         // Each step's code is accepted once (replay within the window).

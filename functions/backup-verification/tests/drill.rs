@@ -47,8 +47,8 @@ async fn storage() -> Storage {
 /// 3 users, 60 diary nights, one import with 2 sessions.
 async fn seed(pool: &PgPool) {
     sqlx::query(
-        "INSERT INTO users (id, email, password_hash)
-         SELECT ('00000000-0000-0000-0000-' || lpad(g::text, 12, '0'))::uuid, 'u' || g || '@example.org', 'x'
+        "INSERT INTO users (id, email_lookup, password_hash)
+         SELECT ('00000000-0000-0000-0000-' || lpad(g::text, 12, '0'))::uuid, encode(sha256(convert_to('u' || g || '@example.org', 'UTF8')), 'hex'), 'x'
          FROM generate_series(1, 3) g",
     )
     .execute(pool)
@@ -868,8 +868,8 @@ async fn a_drill_killed_mid_restore_leaves_no_scratch_copy_after_the_next_run(po
     seed(&pool).await;
     // Enough rows that the restore takes a moment to be caught in.
     sqlx::query(
-        "INSERT INTO users (id, email, password_hash)
-         SELECT gen_random_uuid(), 'bulk' || g || '@example.org', repeat('x', 200)
+        "INSERT INTO users (id, email_lookup, password_hash)
+         SELECT gen_random_uuid(), encode(sha256(convert_to('bulk' || g || '@example.org', 'UTF8')), 'hex'), repeat('x', 200)
          FROM generate_series(1, 200000) g",
     )
     .execute(&pool)

@@ -378,7 +378,7 @@ async fn scratch_copy(pool: &PgPool) -> (String, Overwrite) {
 async fn a_production_run_checks_restores_and_reports_erased_users_absent(pool: PgPool) {
     // Two users with three nights each and a pending event of the second.
     for n in [1, 2] {
-        sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, 'x')")
+        sqlx::query("INSERT INTO users (id, email_lookup, password_hash) VALUES ($1, encode(sha256(convert_to($2, 'UTF8')), 'hex'), 'x')")
             .bind(user(n))
             .bind(format!("u{n}@example.org"))
             .execute(&pool)
@@ -579,7 +579,7 @@ fn managed_config(source_url: &str, endpoint: &str, scratch_url: &str) -> Config
 }
 
 async fn user_with_nights(pool: &PgPool, n: u32) {
-    sqlx::query("INSERT INTO users (id, email, password_hash) VALUES ($1, $2, 'x')")
+    sqlx::query("INSERT INTO users (id, email_lookup, password_hash) VALUES ($1, encode(sha256(convert_to($2, 'UTF8')), 'hex'), 'x')")
         .bind(user(n))
         .bind(format!("u{n}@example.org"))
         .execute(pool)

@@ -161,7 +161,8 @@ type Failure = String;
 /// Erases `user` from every store, then verifies. Safe to run again for the same user.
 pub async fn erase(stores: &Stores, user: Uuid) -> Result<Erasure, sqlx::Error> {
     let hash = subject_hash(user);
-    let email: Option<String> = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+    // The e-mail blind index keys the per-account login limits (the address is encrypted).
+    let lookup: Option<String> = sqlx::query_scalar("SELECT email_lookup FROM users WHERE id = $1")
         .bind(user)
         .fetch_optional(&stores.pool)
         .await?;
@@ -208,7 +209,7 @@ pub async fn erase(stores: &Stores, user: Uuid) -> Result<Erasure, sqlx::Error> 
             "firestore" => erase_firestore(&stores.firestore, user).await,
             "cloud_storage" => erase_storage(&stores.buckets, user).await,
             "archive" => erase_archive(stores.archive.as_ref(), user).await,
-            "redis" => erase_redis(&stores.redis, user, email.as_deref()).await,
+            "redis" => erase_redis(&stores.redis, user, lookup.as_deref()).await,
             _ => erase_postgres(&stores.pool, user, keep_account(&outcomes)).await,
         };
         let verified = match &pass {
@@ -226,7 +227,7 @@ pub async fn erase(stores: &Stores, user: Uuid) -> Result<Erasure, sqlx::Error> 
                         0 => Ok(()),
                         n => Err(format!("{n} archived lines or versions left")),
                     }),
-                "redis" => verify_redis(&stores.redis, user, email.as_deref()).await,
+                "redis" => verify_redis(&stores.redis, user, lookup.as_deref()).await,
                 _ => match verify_postgres(&stores.pool, user, keep_account(&outcomes)).await {
                     Ok(()) if keep_account(&outcomes) => Err(ACCOUNT_KEPT.to_owned()),
                     other => other,
@@ -555,12 +556,12 @@ async fn erase_archive(archive: Option<&Archive>, user: Uuid) -> Result<u64, Fai
 }
 
 /// The user's Redis keys: the session set and each session with its refresh-token pointer, the
-/// data rate limit, the per-account login limits (keyed by the hashed e-mail address), pending
+/// data rate limit, the per-account login limits (keyed by the e-mail blind index), pending
 /// second-factor challenges, and any other key naming the id.
 async fn redis_keys(
     redis: &Redis,
     user: Uuid,
-    email: Option<&str>,
+    lookup: Option<&str>,
 ) -> Result<Vec<String>, Failure> {
     let fail = |e: redis::RedisError| format!("redis: {e}");
     let mut conn = redis.conn();
@@ -586,10 +587,8 @@ async fn redis_keys(
         keys.push(session);
     }
     let mut patterns = vec![format!("{}:*{id}*", redis.prefix())];
-    if let Some(email) = email {
-        for form in [email.to_owned(), email.to_lowercase()] {
-            patterns.push(redis.key(&["rl", "*", "acct", &common::cache::token_hash(&form)]));
-        }
+    if let Some(lookup) = lookup {
+        patterns.push(redis.key(&["rl", "*", "acct", lookup]));
     }
     for pattern in patterns {
         keys.extend(scan(&mut conn, &pattern).await.map_err(fail)?);
@@ -636,8 +635,8 @@ async fn scan(
     }
 }
 
-async fn erase_redis(redis: &Redis, user: Uuid, email: Option<&str>) -> Result<u64, Failure> {
-    let keys = redis_keys(redis, user, email).await?;
+async fn erase_redis(redis: &Redis, user: Uuid, lookup: Option<&str>) -> Result<u64, Failure> {
+    let keys = redis_keys(redis, user, lookup).await?;
     if keys.is_empty() {
         return Ok(0);
     }
@@ -649,8 +648,8 @@ async fn erase_redis(redis: &Redis, user: Uuid, email: Option<&str>) -> Result<u
     Ok(removed)
 }
 
-async fn verify_redis(redis: &Redis, user: Uuid, email: Option<&str>) -> Result<(), Failure> {
-    let left = redis_keys(redis, user, email).await?;
+async fn verify_redis(redis: &Redis, user: Uuid, lookup: Option<&str>) -> Result<(), Failure> {
+    let left = redis_keys(redis, user, lookup).await?;
     if left.is_empty() {
         Ok(())
     } else {

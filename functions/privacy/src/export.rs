@@ -168,19 +168,31 @@ fn device_period(row: &sqlx::postgres::PgRow, subject: &str) -> Result<Value> {
 /// Builds the caller's Bundle.
 pub async fn bundle(state: &AppState, user: Uuid) -> Result<Value> {
     let subject = format!("Patient/{user}");
-    let email: Option<String> = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
-        .bind(user)
-        .fetch_optional(&state.pool)
-        .await?;
-    let email = email.ok_or_else(common::error::Problem::unauthorized)?;
-    let mut entries = vec![entry(json!({
+    let email_ct: Option<Option<Vec<u8>>> =
+        sqlx::query_scalar("SELECT email_ct FROM users WHERE id = $1")
+            .bind(user)
+            .fetch_optional(&state.pool)
+            .await?;
+    let email_ct = email_ct.ok_or_else(common::error::Problem::unauthorized)?;
+    let key = state.stores.keyring.existing(user).await?;
+    // The address is stored encrypted under the data key (AAD `users.email:<id>`).
+    let telecom = match (email_ct, &key) {
+        (Some(ct), Some(key)) => vec![json!({ "system": "email", "value": key.decrypt_str(
+            &common::crypto::field_context("users", "email", user),
+            &ct,
+        )? })],
+        _ => Vec::new(),
+    };
+    let mut patient = json!({
         "resourceType": "Patient",
         "id": user.to_string(),
         "identifier": [{ "system": PSEUDONYM_SYSTEM, "value": user.to_string() }],
-        "telecom": [{ "system": "email", "value": email }],
-    }))];
+    });
+    if !telecom.is_empty() {
+        patient["telecom"] = json!(telecom);
+    }
+    let mut entries = vec![entry(patient)];
 
-    let key = state.stores.keyring.existing(user).await?;
     let diary = sqlx::query(
         "SELECT id, night, lights_out, final_awakening, into_bed, out_of_bed, tib_min, tst_min, sol_min, waso_min, \
          awakenings, se_pct, comment_ct, input->>'comment' AS legacy_comment, zone, into_bed_offset, lights_out_offset, \

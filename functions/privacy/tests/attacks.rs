@@ -415,10 +415,10 @@ async fn seed_account(s: &privacy::AppState, pool: &PgPool, docs: &Documents, us
         },
     );
     sessions.create(user).await.unwrap();
-    // The per-account login limit, keyed by the hashed address (the auth function's key).
-    let email = format!("{user}@example.test");
+    // The per-account login limit, keyed by the e-mail blind index (the auth function's key).
+    let lookup = common::testkit::email_lookup().of(&common::testkit::email(user));
     let _: () = redis::cmd("SET")
-        .arg(redis.key(&["rl", "login", "acct", &common::cache::token_hash(&email)]))
+        .arg(redis.key(&["rl", "login", "acct", &lookup]))
         .arg(1)
         .arg("EX")
         .arg(600)

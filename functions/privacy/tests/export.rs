@@ -378,6 +378,7 @@ fn row_ids(html: &str, heading: &str) -> Vec<String> {
 async fn the_readable_export_shows_the_bundle_s_nights_with_every_value_escaped(pool: PgPool) {
     let s = support::state(pool.clone()).await;
     let user = testkit::user(&pool).await;
+    testkit::store_email(&pool, &s.stores.keyring, user).await;
     let other = testkit::user(&pool).await;
     let first = seed(&s, &pool, user).await;
     let hostile = "<script>alert('x')</script> & \"mehr\"";

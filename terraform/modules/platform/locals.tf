@@ -8,8 +8,9 @@ locals {
 
   # Secrets; the secret id is the environment variable name. Five are the design's;
   # RESTORE_CHECK_DATABASE_URL is backup-verification's login to the database it restores on
-  # the restore-check instance (a restore brings the source's users along).
-  secret_names = ["DATABASE_URL", "REDIS_URL", "JWT_SECRET", "RESTORE_CHECK_DATABASE_URL", "OPENAI_API_KEY", "MAILGUN_API_KEY"]
+  # the restore-check instance (a restore brings the source's users along); EMAIL_LOOKUP_KEY
+  # keys auth's blind index of e-mail addresses (common::crypto::EmailLookup, >= 32 bytes).
+  secret_names = ["DATABASE_URL", "REDIS_URL", "JWT_SECRET", "EMAIL_LOOKUP_KEY", "RESTORE_CHECK_DATABASE_URL", "OPENAI_API_KEY", "MAILGUN_API_KEY"]
 
   # Environment every function gets; names match common::config::PlatformConfig.
   # DEPLOY_ENVIRONMENT is read by no code: it names the environment in the revision's config.
@@ -56,7 +57,7 @@ locals {
   http_services = {
     auth = {
       paths   = ["/v1/auth/*"]
-      secrets = ["DATABASE_URL", "REDIS_URL", "JWT_SECRET", "MAILGUN_API_KEY"]
+      secrets = ["DATABASE_URL", "REDIS_URL", "JWT_SECRET", "MAILGUN_API_KEY", "EMAIL_LOOKUP_KEY"]
       uses    = ["jwt", "kms", "mail"]
     }
     sleep-diary = {

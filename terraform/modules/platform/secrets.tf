@@ -1,4 +1,4 @@
-# The five secrets. Values are added as versions out of band (never in Terraform state).
+# The secrets (locals.tf secret_names). Values are added as versions out of band (never in Terraform state).
 # Only the API service account may read them; every access lands in the data-access audit
 # log (project.tf). Secret Manager has no "keep N versions" setting: the rotation runbook
 # disables, and destroys after the delay below, every version older than the newest three;

@@ -91,6 +91,7 @@ pub fn env_with(
         limits,
         Arc::new(DirSink::new(mail_dir.clone())),
         crypto,
+        common::testkit::email_lookup(),
     );
     Env {
         state,
