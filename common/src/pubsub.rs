@@ -594,6 +594,26 @@ impl OidcVerifier {
         }
     }
 
+    /// The check of a push route: `None` (push auth off locally) lets every push in; a refused
+    /// token is a 401, and signing keys that cannot be fetched a 503 so Pub/Sub redelivers. The
+    /// reason is logged, never the token.
+    pub async fn authorize_push(
+        verifier: Option<&Self>,
+        authorization: Option<&str>,
+    ) -> Result<(), crate::error::Problem> {
+        let Some(verifier) = verifier else {
+            return Ok(());
+        };
+        verifier.verify(authorization).await.map_err(|e| {
+            tracing::warn!(reason = %e, "push refused");
+            if matches!(e, OidcError::Keys(_)) {
+                crate::error::Problem::unavailable()
+            } else {
+                crate::error::Problem::unauthorized()
+            }
+        })
+    }
+
     /// Checks an `Authorization` header value.
     pub async fn verify(&self, authorization: Option<&str>) -> Result<(), OidcError> {
         let token = authorization

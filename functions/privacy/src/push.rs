@@ -117,21 +117,11 @@ impl IntoResponse for PushFailure {
               (status = 401, body = Problem, content_type = "application/problem+json", description = "No valid OIDC token of the push subscription"),
               (status = 503, body = Problem, content_type = "application/problem+json", description = "Transient failure; redeliver")))]
 pub async fn push(State(state): State<PushState>, req: Request) -> Result<StatusCode, PushFailure> {
-    if let Some(verifier) = &state.verifier {
-        let header = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if let Err(e) = verifier.verify(header).await {
-            tracing::warn!(reason = %e, "push refused");
-            return Err(if matches!(e, common::pubsub::OidcError::Keys(_)) {
-                Problem::unavailable()
-            } else {
-                Problem::unauthorized()
-            }
-            .into());
-        }
-    }
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    common::pubsub::OidcVerifier::authorize_push(state.verifier.as_deref(), authorization).await?;
     let body = common::http::body_bytes(req, &()).await?;
     let msg = match parse_push(&body) {
         Ok(m) => m,

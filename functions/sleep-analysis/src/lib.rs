@@ -225,21 +225,11 @@ pub enum Outcome {
     responses((status = 204, description = "Acknowledged"), (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 503, body = Problem, content_type = "application/problem+json", description = "Transient failure; redeliver")))]
 async fn push(State(state): State<AppState>, req: Request) -> Result<StatusCode, Error> {
-    if let Some(verifier) = &state.push_auth {
-        let header = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if let Err(e) = verifier.verify(header).await {
-            tracing::warn!(reason = %e, "push refused");
-            return Err(if matches!(e, common::pubsub::OidcError::Keys(_)) {
-                Problem::unavailable()
-            } else {
-                Problem::unauthorized()
-            }
-            .into());
-        }
-    }
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    common::pubsub::OidcVerifier::authorize_push(state.push_auth.as_deref(), authorization).await?;
     let body = common::http::body_bytes(req, &()).await?;
     let msg = match parse_push(&body) {
         Ok(m) => m,
