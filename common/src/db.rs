@@ -70,6 +70,17 @@ fn redact(message: &str, url: &str) -> String {
     message.replace(url, "<DATABASE_URL>")
 }
 
+/// The answer to a database error of a request: 503 when retrying may succeed, else 500. The
+/// cause is logged here and never put in the body.
+pub fn problem(e: &sqlx::Error) -> crate::error::Problem {
+    tracing::error!(error = %e, "database error");
+    if is_transient(e) {
+        crate::error::Problem::unavailable()
+    } else {
+        crate::error::Problem::internal()
+    }
+}
+
 /// Whether an error means the database is unreachable or overloaded (retrying may succeed).
 pub fn is_transient(e: &sqlx::Error) -> bool {
     matches!(

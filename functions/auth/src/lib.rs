@@ -337,15 +337,7 @@ impl IntoResponse for Error {
                 tracing::error!(error = %e, "redis unavailable; failing closed");
                 common::guard::unavailable()
             }
-            Error::Db(e) => {
-                tracing::error!(error = %e, "database error");
-                if common::db::is_transient(&e) {
-                    Problem::unavailable()
-                } else {
-                    Problem::internal()
-                }
-                .into_response()
-            }
+            Error::Db(e) => common::db::problem(&e).into_response(),
             Error::Hash(e) => {
                 tracing::error!(error = %e, "hashing error");
                 Problem::internal().into_response()

@@ -110,14 +110,7 @@ impl IntoResponse for Error {
                 // A valid token for an account that no longer exists.
                 Problem::unauthorized().into_response()
             }
-            Error::Db(e) => {
-                tracing::error!(error = %e, "database error");
-                if common::db::is_transient(&e) {
-                    Problem::unavailable().into_response()
-                } else {
-                    Problem::internal().into_response()
-                }
-            }
+            Error::Db(e) => common::db::problem(&e).into_response(),
         }
     }
 }

@@ -96,14 +96,7 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         match self {
             Error::Client(p) => p.into_response(),
-            Error::Db(e) => {
-                tracing::error!(error = %e, "database error");
-                if common::db::is_transient(&e) {
-                    Problem::unavailable().into_response()
-                } else {
-                    Problem::internal().into_response()
-                }
-            }
+            Error::Db(e) => common::db::problem(&e).into_response(),
             Error::Stored(e) => {
                 tracing::error!(error = %e, "stored questionnaire data unreadable");
                 Problem::internal().into_response()
