@@ -7,6 +7,9 @@
 # layer (cargo-chef) that survives source changes. Bookworm matches the runtime's glibc.
 
 FROM rust:1.95-slim-bookworm AS chef
+# As in .cargo/config.toml (not in the build context): no CPU-jitter entropy in AWS-LC, which
+# costs every new process 35-50 ms at its first TLS handshake; getrandom(2) stays the source.
+ENV AWS_LC_SYS_NO_JITTER_ENTROPY=1
 RUN cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /app
 

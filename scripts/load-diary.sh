@@ -4,6 +4,8 @@
 # the same pool size, so the endpoint's rate can be read as a share of what the database gives. Bounded:
 # DURATION seconds per phase, loopback only. Needs wrk and pgbench (installed from Debian's
 # packages if missing). COMMENT=1 adds a free-text comment, the envelope-encrypted field.
+# Both sides reach PostgreSQL the same way, over TLS when the server offers it (as production
+# does, `sslmode=require`); PGSSL=disable measures without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -18,7 +20,7 @@ ensure_postgres
 ensure_redis
 psql "$PG_URL_BASE/postgres" -qc "DROP DATABASE IF EXISTS dta_wide_load WITH (FORCE)"
 ensure_database dta_wide_load
-export DATABASE_URL="$PG_URL_BASE/dta_wide_load"
+export DATABASE_URL="$PG_URL_BASE/dta_wide_load${PGSSL:+?sslmode=$PGSSL}"
 
 cargo build --release --locked -p sleep-diary -p migrate
 rel=$(cargo_bin_dir release)
@@ -55,6 +57,9 @@ o AS (INSERT INTO outbox (event_id, topic, payload) SELECT gen_random_uuid(), 's
 a AS (INSERT INTO outbox (event_id, topic, payload) SELECT gen_random_uuid(), 'audit', '{"type":"audit.recorded","version":1,"data":{"actor_ref":"a041a6bac8028eb7074f728f2e9c07b5df73290f1604a426c8ec38fbe2c77df5","subject_ref":"a041a6bac8028eb7074f728f2e9c07b5df73290f1604a426c8ec38fbe2c77df5","action":"sleep-log.created","function":"sleep-diary","object_id":null,"at":"2026-12-03T10:00:00Z"}}' FROM d)
 SELECT created_at FROM d;
 SQL
+# Each phase starts right after a checkpoint, so neither pays for one the other caused (the
+# full-page images written after a checkpoint are the largest swing between runs).
+psql "$DATABASE_URL" -qc CHECKPOINT
 pgbench -n -c "$POOL" -j 2 -T "$DURATION" -f "$work/insert.sql" "$DATABASE_URL" >"$work/pgbench.txt" 2>&1
 pg_tps=$(awk '/^tps = / {print $3; exit}' "$work/pgbench.txt")
 
@@ -88,7 +93,7 @@ export PUBSUB_EMULATOR_HOST=127.0.0.1:1 OUTBOX_INTERVAL_MS=3600000
 export DATA_KEY_FILE="$work/data_key"
 # Start the service from a small Python probe so "start to first answer" is measured to the
 # millisecond (the probe is already running when the process is spawned).
-python3 - "$work/service.pid" "$work/first_answer_ms" "$PORT" "$rel/sleep-diary" <<'PY' &
+python3 - "$work/service.pid" "$work/first_answer_ms" "$PORT" "${SERVICE_BIN:-$rel/sleep-diary}" <<'PY' &
 import http.client, subprocess, sys, time
 pid_file, out_file, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 t0 = time.monotonic()
@@ -129,18 +134,28 @@ request = function()
   return wrk.format("POST", "/v1/sleep-logs", {["Content-Type"]="application/json", ["Authorization"]="Bearer " .. tokens[u + 1]}, body)
 end
 LUA
+psql "$DATABASE_URL" -qc CHECKPOINT
+# CPU time (user + system, clock ticks) of a set of processes: the service's, and PostgreSQL's.
+ticks() { for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done | awk '{t += $1} END {print t + 0}'; }
+svc0=$(ticks "$pid"); pg0=$(ticks $(pgrep -u postgres))
 wrk -t 2 -c 80 -d "${DURATION}s" --latency -s "$work/post.lua" "http://127.0.0.1:$PORT" >"$work/wrk.txt"
+svc1=$(ticks "$pid"); pg1=$(ticks $(pgrep -u postgres))
 rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
 stored=$(psql "$DATABASE_URL" -tAc "SELECT count(*) FROM diary_entries WHERE user_id::text LIKE 'aaaaaaaa%'")
 kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
 
 cat "$work/wrk.txt"
 rps=$(awk '/^Requests\/sec:/ {print $2}' "$work/wrk.txt")
+p50=$(awk '$1 == "50%" {print $2}' "$work/wrk.txt")
 p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.txt")
 non2xx=$(awk '/Non-2xx/ {print $5}' "$work/wrk.txt")
 echo
 echo "pgbench INSERT + outbox, $POOL clients:  ${pg_tps} tps"
-echo "POST /v1/sleep-logs, 80 connections:   ${rps} req/s ($(awk -v a="$rps" -v b="$pg_tps" 'BEGIN {printf "%.0f", 100*a/b}') % of pgbench), p99 ${p99}, non-2xx ${non2xx:-0}, comment ${COMMENT:-0}"
+echo "POST /v1/sleep-logs, 80 connections:   ${rps} req/s ($(awk -v a="$rps" -v b="$pg_tps" 'BEGIN {printf "%.0f", 100*a/b}') % of pgbench), p50 ${p50}, p99 ${p99}, non-2xx ${non2xx:-0}, comment ${COMMENT:-0}"
 echo "rows stored:                           ${stored}"
+hz=$(getconf CLK_TCK)
+# Per stored row. PostgreSQL's figure counts every server process, the pool's backends (opened
+# during the run, counted whole) and the WAL writer and checkpointer as well.
+echo "CPU per request:                       service $(awk -v d=$((svc1 - svc0)) -v n="$stored" -v hz="$hz" 'BEGIN {printf "%.0f", d / hz * 1e6 / n}') µs, PostgreSQL $(awk -v d=$((pg1 - pg0)) -v n="$stored" -v hz="$hz" 'BEGIN {printf "%.0f", d / hz * 1e6 / n}') µs"
 echo "peak RSS:                              $((rss_kib / 1024)) MiB (${rss_kib} KiB)"
 echo "process start to first answer:         ${first_answer_ms} ms"

@@ -92,8 +92,17 @@ impl Redis {
     /// A lazily connecting manager: the service starts while Redis is down and answers 503
     /// until it is back, instead of crash-looping.
     pub fn connect(config: &RedisConfig) -> Result<Self> {
+        use redis::IntoConnectionInfo as _;
+        let info = config
+            .redis_url
+            .expose_secret()
+            .into_connection_info()
+            .map_err(|_| CacheError::Url)?;
+        // Every request sends one small command and waits for its answer: Nagle's algorithm
+        // would hold a command back behind another's unacknowledged one.
+        let tcp = info.tcp_settings().clone().set_nodelay(true);
         let client =
-            redis::Client::open(config.redis_url.expose_secret()).map_err(|_| CacheError::Url)?;
+            redis::Client::open(info.set_tcp_settings(tcp)).map_err(|_| CacheError::Url)?;
         let timeout = Duration::from_millis(config.redis_timeout_ms);
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))

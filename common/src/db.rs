@@ -66,6 +66,20 @@ pub async fn connect_with(
         .connect_lazy_with(options))
 }
 
+/// Closes `pool` at shutdown, waiting at most [`CLOSE_BUDGET`] for connections still in use
+/// (a request cut off at the end of the grace period); those are dropped with the process.
+pub async fn close(pool: &PgPool) {
+    if tokio::time::timeout(CLOSE_BUDGET, pool.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("database connections still in use at shutdown; closing anyway");
+    }
+}
+
+/// How long [`close`] waits.
+pub const CLOSE_BUDGET: Duration = Duration::from_millis(500);
+
 fn redact(message: &str, url: &str) -> String {
     message.replace(url, "<DATABASE_URL>")
 }

@@ -130,6 +130,14 @@ pub async fn serve_on(
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (tx, mut rx) = tokio::sync::watch::channel(false);
+    use axum::serve::ListenerExt as _;
+    // Responses go out without waiting for the peer to acknowledge the previous segment
+    // (Nagle's algorithm), as HTTP servers commonly set.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         signal.await;
         tracing::info!("shutdown signal received, draining");

@@ -480,11 +480,27 @@ impl Drainer {
         Self { stop, task }
     }
 
-    /// Drains once more and stops.
-    pub async fn stop(self) {
+    /// Drains once more and stops, within [`Drainer::STOP_BUDGET`]. A last drain that does not
+    /// finish in time (Pub/Sub slow or away) is cancelled: its transaction rolls back, the rows
+    /// stay in the outbox for the next instance, and its connection goes back before the pool
+    /// closes. Cloud Run allows 10 s from SIGTERM to SIGKILL, and the HTTP drain takes up to 8.
+    pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+        if tokio::time::timeout(Self::STOP_BUDGET, &mut self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                budget_ms = Self::STOP_BUDGET.as_millis() as u64,
+                "last outbox drain cancelled; its events stay in the outbox"
+            );
+            self.task.abort();
+            let _ = self.task.await;
+        }
     }
+
+    /// How long [`Drainer::stop`] waits for the last drain.
+    pub const STOP_BUDGET: Duration = Duration::from_secs(1);
 }
 
 /// Google's signing keys for the OIDC tokens Pub/Sub push and Cloud Scheduler attach.

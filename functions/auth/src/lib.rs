@@ -379,7 +379,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
     );
     let app = app(state, Duration::from_secs(config.http.request_timeout_secs));
     common::http::serve(app, &config.http).await?;
-    pool.close().await;
+    common::db::close(&pool).await;
     Ok(())
 }
 

@@ -117,7 +117,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
     let drainer = common::pubsub::Drainer::start(pool.clone(), &config.pubsub);
     common::http::serve(app, &config.http).await?;
     drainer.stop().await;
-    pool.close().await;
+    common::db::close(&pool).await;
     Ok(())
 }
 

@@ -145,7 +145,7 @@ pub async fn run(config: Config) -> std::result::Result<(), StartError> {
     let push = push::PushState::from_config(pool.clone(), &config.push)?;
     let timeout = Duration::from_secs(config.http.request_timeout_secs);
     common::http::serve(service(state, push, timeout, Some(guard)), &config.http).await?;
-    pool.close().await;
+    common::db::close(&pool).await;
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -125,7 +125,7 @@ pub async fn run(
     let drainer = common::pubsub::Drainer::start(pool.clone(), &config.pubsub);
     common::http::serve(app, &config.http).await?;
     drainer.stop().await;
-    pool.close().await;
+    common::db::close(&pool).await;
     tracing::info!("stopped cleanly");
     Ok(())
 }

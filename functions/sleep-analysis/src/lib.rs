@@ -158,7 +158,7 @@ pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error + Send 
     );
     common::http::serve(app, &config.http).await?;
     drainer.stop().await;
-    pool.close().await;
+    common::db::close(&pool).await;
     Ok(())
 }
 

@@ -138,7 +138,7 @@ pub async fn run(config: Config) -> anyhow_like::Result<()> {
     let app = guarded_app(state, timeout, Some(guard));
     common::http::serve(app, &config.http).await?;
     drainer.stop().await;
-    pool.close().await;
+    common::db::close(&pool).await;
     tracing::info!("stopped cleanly");
     Ok(())
 }
