@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod job;
 pub mod questionnaire;
+pub mod runtime;
 pub mod telemetry;
 
 #[cfg(feature = "redis")]

@@ -2,15 +2,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let config = auth::Config::parse();
-    common::telemetry::init(&config.platform);
-    match auth::run(config).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "auth stopped");
-            ExitCode::FAILURE
+fn main() -> ExitCode {
+    common::runtime::block_on(async {
+        let config = auth::Config::parse();
+        common::telemetry::init(&config.platform);
+        match auth::run(config).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "auth stopped");
+                ExitCode::FAILURE
+            }
         }
-    }
+    })
 }

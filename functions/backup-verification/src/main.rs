@@ -2,9 +2,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let config = backup_verification::Config::parse();
-    common::telemetry::init(&config.platform);
-    backup_verification::run(config).await.exit_code()
+fn main() -> ExitCode {
+    common::runtime::block_on(async {
+        let config = backup_verification::Config::parse();
+        common::telemetry::init(&config.platform);
+        backup_verification::run(config).await.exit_code()
+    })
 }

@@ -18,28 +18,29 @@ enum Command {
     RunJob(scheduler::RunJobArgs),
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let result = match Command::parse() {
-        Command::Gateway(config) => {
-            common::telemetry::init(&config.platform);
-            local_platform::run(*config).await
+fn main() -> ExitCode {
+    common::runtime::block_on(async {
+        let result = match Command::parse() {
+            Command::Gateway(config) => {
+                common::telemetry::init(&config.platform);
+                local_platform::run(*config).await
+            }
+            Command::Demo(args) => local_platform::demo::run(args).await,
+            Command::Scheduler(args) => {
+                common::telemetry::init(&args.platform);
+                scheduler::run_scheduler(args).await
+            }
+            Command::RunJob(args) => {
+                common::telemetry::init(&args.scheduler.platform);
+                scheduler::run_job(args).await
+            }
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("local-platform: {e}");
+                ExitCode::FAILURE
+            }
         }
-        Command::Demo(args) => local_platform::demo::run(args).await,
-        Command::Scheduler(args) => {
-            common::telemetry::init(&args.platform);
-            scheduler::run_scheduler(args).await
-        }
-        Command::RunJob(args) => {
-            common::telemetry::init(&args.scheduler.platform);
-            scheduler::run_job(args).await
-        }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("local-platform: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }

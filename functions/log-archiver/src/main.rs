@@ -2,9 +2,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let config = log_archiver::Config::parse();
-    common::telemetry::init(&config.platform);
-    log_archiver::run(config).await.exit_code()
+fn main() -> ExitCode {
+    common::runtime::block_on(async {
+        let config = log_archiver::Config::parse();
+        common::telemetry::init(&config.platform);
+        log_archiver::run(config).await.exit_code()
+    })
 }
