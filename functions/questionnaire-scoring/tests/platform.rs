@@ -107,6 +107,14 @@ async fn terminate(child: &mut std::process::Child) -> (Option<i32>, Duration) {
     }
 }
 
+/// The outbox as (event type, publish attempts), oldest first.
+async fn outbox(pool: &PgPool) -> Vec<(String, i32)> {
+    sqlx::query_as("SELECT payload->>'type', attempts FROM outbox ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
 /// REFERENCE §1.6 G7: 10, moderate, refer.
 fn gad7_moderate() -> serde_json::Value {
     serde_json::json!({ "questionnaire": "gad-7", "answers": {
@@ -171,11 +179,7 @@ async fn a_silent_pubsub_does_not_hold_the_shutdown_and_loses_no_event(pool: PgP
         .await
         .unwrap();
     assert_eq!(res.status(), 201);
-    let queued: Vec<(String, i32)> =
-        sqlx::query_as("SELECT payload->>'type', attempts FROM outbox ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let queued = outbox(&pool).await;
     assert!(!queued.is_empty(), "the submission queued its events");
 
     // The idle keep-alive connection of `client` stays open across the stop.
@@ -187,11 +191,7 @@ async fn a_silent_pubsub_does_not_hold_the_shutdown_and_loses_no_event(pool: PgP
         took < Duration::from_secs(4),
         "exits well inside 10 s: {took:?}"
     );
-    let after: Vec<(String, i32)> =
-        sqlx::query_as("SELECT payload->>'type', attempts FROM outbox ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let after = outbox(&pool).await;
     assert_eq!(
         after, queued,
         "every event is still there, none marked as tried"
