@@ -137,9 +137,14 @@ LUA
 psql "$DATABASE_URL" -qc CHECKPOINT
 # CPU time (user + system, clock ticks) of a set of processes: the service's, and PostgreSQL's.
 ticks() { for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done | awk '{t += $1} END {print t + 0}'; }
-svc0=$(ticks "$pid"); pg0=$(ticks $(pgrep -u postgres))
+# PostgreSQL's: its live processes, plus the backends that have exited (a connection closed
+# during the run), which the kernel adds to the postmaster's children's time.
+pg_ticks() {
+  echo $(($(ticks $(pgrep -u postgres)) + $(for p in $(pgrep -u postgres -P 1); do awk '{print $16 + $17}' "/proc/$p/stat"; done | awk '{t += $1} END {print t + 0}')))
+}
+svc0=$(ticks "$pid"); pg0=$(pg_ticks)
 wrk -t 2 -c 80 -d "${DURATION}s" --latency -s "$work/post.lua" "http://127.0.0.1:$PORT" >"$work/wrk.txt"
-svc1=$(ticks "$pid"); pg1=$(ticks $(pgrep -u postgres))
+svc1=$(ticks "$pid"); pg1=$(pg_ticks)
 rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
 stored=$(psql "$DATABASE_URL" -tAc "SELECT count(*) FROM diary_entries WHERE user_id::text LIKE 'aaaaaaaa%'")
 kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
@@ -155,7 +160,7 @@ echo "POST /v1/sleep-logs, 80 connections:   ${rps} req/s ($(awk -v a="$rps" -v 
 echo "rows stored:                           ${stored}"
 hz=$(getconf CLK_TCK)
 # Per stored row. PostgreSQL's figure counts every server process, the pool's backends (opened
-# during the run, counted whole) and the WAL writer and checkpointer as well.
+# during the run, counted whole; closed ones too) and the WAL writer and checkpointer as well.
 echo "CPU per request:                       service $(awk -v d=$((svc1 - svc0)) -v n="$stored" -v hz="$hz" 'BEGIN {printf "%.0f", d / hz * 1e6 / n}') µs, PostgreSQL $(awk -v d=$((pg1 - pg0)) -v n="$stored" -v hz="$hz" 'BEGIN {printf "%.0f", d / hz * 1e6 / n}') µs"
 echo "peak RSS:                              $((rss_kib / 1024)) MiB (${rss_kib} KiB)"
 echo "process start to first answer:         ${first_answer_ms} ms"

@@ -80,6 +80,209 @@ pub async fn close(pool: &PgPool) {
 /// How long [`close`] waits.
 pub const CLOSE_BUDGET: Duration = Duration::from_millis(500);
 
+/// A pool of PostgreSQL connections for the hot write path: a connection whose exchange
+/// completed goes back to the pool with no I/O.
+///
+/// sqlx's own pool (0.8.6, and 0.9) sends a round trip (`Sync`, answered by `ReadyForQuery`)
+/// on every connection it takes back, and keeps the connection out of the pool until the
+/// answer comes (`PoolConnection::return_to_pool`). On a single-statement request that is a
+/// second round trip per request, and the ping has no time-out: a connection black-holed by
+/// the network holds its pool slot for good (sqlx issue #4349). The ping is there for a
+/// connection left mid-exchange by a cancelled query. A [`Lease`] knows when that is the case:
+/// only a lease dropped before [`Lease::settle`] (the request was cancelled at an `.await`),
+/// or settled inside a transaction, is pinged, within [`RECOVER_BUDGET`], before it is reused;
+/// one settled with an I/O, TLS or protocol error is closed.
+///
+/// The pool is deadpool's managed pool; connections open lazily, are replaced after
+/// [`MAX_LIFETIME`] or [`MAX_IDLE`] (sqlx's defaults), and waiting for one is bounded by the
+/// acquire time-out.
+#[derive(Clone)]
+pub struct StatementPool {
+    inner: deadpool::managed::Pool<Connector>,
+}
+
+/// How long a connection left mid-exchange may take to answer its ping before it is closed
+/// instead of reused.
+pub const RECOVER_BUDGET: Duration = Duration::from_secs(1);
+
+/// A connection is replaced when it is older than this (sqlx's `max_lifetime` default), so
+/// server-side memory and a changed DNS answer (a failover) are picked up.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+/// A connection idle for longer than this is replaced rather than reused (sqlx's
+/// `idle_timeout` default): a NAT or proxy may have dropped it silently.
+pub const MAX_IDLE: Duration = Duration::from_secs(10 * 60);
+
+struct Connector {
+    options: PgConnectOptions,
+    timeout: Duration,
+}
+
+impl deadpool::managed::Manager for Connector {
+    type Type = sqlx::PgConnection;
+    type Error = sqlx::Error;
+
+    async fn create(&self) -> Result<sqlx::PgConnection, sqlx::Error> {
+        use sqlx::Connection as _;
+        tokio::time::timeout(
+            self.timeout,
+            sqlx::PgConnection::connect_with(&self.options),
+        )
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)?
+    }
+
+    async fn recycle(
+        &self,
+        _conn: &mut sqlx::PgConnection,
+        metrics: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<sqlx::Error> {
+        // No I/O: a connection is in the pool only after a clean exchange (see `Lease`).
+        if metrics.age() > MAX_LIFETIME || metrics.last_used() > MAX_IDLE {
+            return Err(deadpool::managed::RecycleError::message(
+                "past its lifetime",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl StatementPool {
+    /// A pool of at most `max_connections`, none opened yet. `timeout` bounds both the wait
+    /// for a free connection and the opening of a new one.
+    pub fn new(options: PgConnectOptions, max_connections: u32, timeout: Duration) -> Self {
+        let inner = deadpool::managed::Pool::builder(Connector { options, timeout })
+            .max_size(usize::try_from(max_connections.max(1)).unwrap_or(1))
+            .runtime(deadpool::Runtime::Tokio1)
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(timeout))
+            .build()
+            // Only a time-out without a runtime fails the build, and the runtime is set.
+            .unwrap_or_else(|e| unreachable!("deadpool build: {e}"));
+        Self { inner }
+    }
+
+    /// A pool beside `pool`: the same server, options, size and time-out. (`pool` keeps the
+    /// rest of a function's queries; this one takes its hot path.)
+    pub fn beside(pool: &PgPool) -> Self {
+        let options = pool.options();
+        Self::new(
+            (*pool.connect_options()).clone(),
+            options.get_max_connections(),
+            options.get_acquire_timeout(),
+        )
+    }
+
+    /// A connection for one exchange; a full pool waits up to the time-out
+    /// (`PoolTimedOut`, answered 503 by [`problem`]).
+    pub async fn lease(&self) -> Result<Lease, sqlx::Error> {
+        use deadpool::managed::PoolError;
+        match self.inner.get().await {
+            Ok(object) => Ok(Lease {
+                object: Some(object),
+            }),
+            Err(PoolError::Backend(e)) => Err(e),
+            Err(PoolError::Closed) => Err(sqlx::Error::PoolClosed),
+            Err(PoolError::Timeout(_)) => Err(sqlx::Error::PoolTimedOut),
+            Err(e) => Err(sqlx::Error::Configuration(e.to_string().into())),
+        }
+    }
+
+    /// Connections open now (in use or idle).
+    pub fn size(&self) -> usize {
+        self.inner.status().size
+    }
+
+    /// Connections open and waiting in the pool.
+    pub fn idle(&self) -> usize {
+        self.inner.status().available
+    }
+
+    /// Closes the pool at shutdown: idle connections are closed politely (within
+    /// [`CLOSE_BUDGET`]), connections still leased are dropped when their lease ends.
+    pub async fn close(&self) {
+        use sqlx::Connection as _;
+        let idle = self.inner.retain(|_, _| false).removed;
+        self.inner.close();
+        let closing = async {
+            for conn in idle {
+                let _ = conn.close().await;
+            }
+        };
+        if tokio::time::timeout(CLOSE_BUDGET, closing).await.is_err() {
+            tracing::warn!("database connections did not close in time; dropping them");
+        }
+    }
+}
+
+/// One connection taken from a [`StatementPool`]. Hand it back with [`Lease::settle`] and the
+/// result of what ran on it.
+pub struct Lease {
+    object: Option<deadpool::managed::Object<Connector>>,
+}
+
+impl Lease {
+    /// The connection, to run queries on (`query.fetch_one(lease.conn())`).
+    pub fn conn(&mut self) -> &mut sqlx::PgConnection {
+        self.object
+            .as_deref_mut()
+            .unwrap_or_else(|| unreachable!("a lease holds its connection until dropped"))
+    }
+
+    /// Ends the lease after `result`. The connection goes back to the pool at once when the
+    /// exchange completed (a value, or an error the server answered with) outside a
+    /// transaction; it is closed after an I/O, TLS or protocol error or when the server is
+    /// going away; otherwise it is pinged first, as when the lease is dropped unsettled.
+    pub fn settle<T>(mut self, result: &Result<T, sqlx::Error>) {
+        use sqlx::Connection as _;
+        let conn = self.conn();
+        // `should_flush`: a dropped transaction's ROLLBACK still waiting to be sent.
+        let idle = !conn.is_in_transaction() && !conn.should_flush();
+        match result {
+            // The server is going away (`57P01` after `pg_terminate_backend`, say).
+            Err(e) if is_transient(e) => {
+                if let Some(object) = self.object.take() {
+                    drop(deadpool::managed::Object::take(object));
+                }
+            }
+            Ok(_) | Err(sqlx::Error::Database(_) | sqlx::Error::RowNotFound) if idle => {
+                drop(self.object.take());
+            }
+            Ok(_) | Err(sqlx::Error::Database(_) | sqlx::Error::RowNotFound) => {}
+            Err(_) => {
+                if let Some(object) = self.object.take() {
+                    drop(deadpool::managed::Object::take(object));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(mut object) = self.object.take() else {
+            return;
+        };
+        // Cancelled mid-exchange (or settled inside a transaction): the answer may still be
+        // on its way. Ping in the background, as sqlx's pool would, but within a budget; a
+        // connection that does not answer, or is still in a transaction, is closed (the server
+        // sees the socket close and rolls back whatever was open).
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            drop(deadpool::managed::Object::take(object));
+            return;
+        };
+        runtime.spawn(async move {
+            use sqlx::Connection as _;
+            let answered = matches!(
+                tokio::time::timeout(RECOVER_BUDGET, object.ping()).await,
+                Ok(Ok(()))
+            );
+            if !answered || object.is_in_transaction() {
+                drop(deadpool::managed::Object::take(object));
+            }
+        });
+    }
+}
+
 fn redact(message: &str, url: &str) -> String {
     message.replace(url, "<DATABASE_URL>")
 }

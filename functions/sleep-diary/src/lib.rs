@@ -59,6 +59,8 @@ pub struct Config {
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// The connections of the hot path (a new entry), returned without a round trip.
+    pub writes: common::db::StatementPool,
     pub keys: Arc<JwtKeys>,
     pub edit_window: chrono::Duration,
     /// The users' data keys; the free-text comment is stored encrypted.
@@ -127,8 +129,10 @@ pub async fn run(config: Config) -> anyhow_like::Result<()> {
     let pool = common::db::connect(&config.db).await?;
     let redis = common::cache::Redis::connect(&config.redis)?;
     let guard = common::guard::Guard::new(keys.clone(), redis, config.sessions, &config.guard);
+    let writes = common::db::StatementPool::beside(&pool);
     let state = AppState {
         pool: pool.clone(),
+        writes: writes.clone(),
         keys,
         edit_window: chrono::Duration::days(i64::from(config.edit_window_days)),
         crypto: common::crypto::Keyring::new(pool.clone(), config.data_keys.provider()?),
@@ -138,6 +142,7 @@ pub async fn run(config: Config) -> anyhow_like::Result<()> {
     let app = guarded_app(state, timeout, Some(guard));
     common::http::serve(app, &config.http).await?;
     drainer.stop().await;
+    writes.close().await;
     common::db::close(&pool).await;
     tracing::info!("stopped cleanly");
     Ok(())
@@ -475,8 +480,9 @@ async fn create(
     let stored = stored_input(&input);
     let comment_ct = encrypt_comment(&state, user.user_id, id, &input).await?;
     // The hot path is one statement: the consent check, the row, its outbox event and its audit
-    // event commit together in one round trip. No row back means no consent or an id in use; the slow path
-    // below tells which.
+    // event commit together in one round trip, on a connection that goes back to its pool
+    // without another. No row back means no consent or an id in use; the slow path below
+    // tells which.
     let created_at = Utc::now();
     let event = recorded(
         user.user_id,
@@ -490,6 +496,7 @@ async fn create(
     let envelope =
         serde_json::to_value(event.to_envelope(event_id, created_at)).unwrap_or_default();
     let audited = audit(user.user_id, "sleep-log.created", Some(id));
+    let mut lease = state.writes.lease().await?;
     let inserted = sqlx::query(
         "WITH d AS (INSERT INTO diary_entries (id, user_id, night, zone, into_bed, into_bed_offset, lights_out, lights_out_offset, \
          final_awakening, final_awakening_offset, out_of_bed, out_of_bed_offset, sol_min, awakenings, waso_min, \
@@ -531,9 +538,10 @@ async fn create(
     .bind(audited.event_id)
     .bind(audited.topic)
     .bind(&audited.payload)
-    .fetch_optional(&state.pool)
-    .await?;
-    if let Some(row) = inserted {
+    .fetch_optional(lease.conn())
+    .await;
+    lease.settle(&inserted);
+    if let Some(row) = inserted? {
         let created_at: DateTime<Utc> = row.try_get("created_at")?;
         return Ok((
             StatusCode::CREATED,

@@ -61,6 +61,15 @@ async fn a_cloud_sql_style_unix_socket_url_connects() {
         .await
         .unwrap();
     assert_eq!(one, 1);
+    // The hot path's pool reaches the server the same way.
+    let writes = common::db::StatementPool::beside(&pool);
+    let mut lease = writes.lease().await.unwrap();
+    let over_socket = sqlx::query_scalar::<_, bool>("SELECT inet_client_addr() IS NULL")
+        .fetch_one(lease.conn())
+        .await;
+    lease.settle(&over_socket);
+    assert!(over_socket.unwrap(), "connected over the unix socket");
+    writes.close().await;
 }
 
 #[sqlx::test(migrator = "common::db::MIGRATOR")]
