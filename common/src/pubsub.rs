@@ -177,6 +177,22 @@ impl Publishers {
         attributes: &BTreeMap<String, String>,
         ordering_key: Option<&str>,
     ) -> Result<String, PublishError> {
+        self.submit(topic, data, attributes, ordering_key)
+            .await?
+            .outcome(tokio::time::Instant::now() + PUBLISH_TIMEOUT)
+            .await
+    }
+
+    /// Hands one message to the topic's client, which batches it with the messages submitted
+    /// around it, and returns at once; [`Submitted::outcome`] waits for the server's answer.
+    /// Messages with the same ordering key are published in the order they are submitted.
+    pub async fn submit(
+        &self,
+        topic: &str,
+        data: Vec<u8>,
+        attributes: &BTreeMap<String, String>,
+        ordering_key: Option<&str>,
+    ) -> Result<Submitted, PublishError> {
         let client = self.client(topic).await?;
         let mut msg = Message::new()
             .set_data(data)
@@ -184,18 +200,45 @@ impl Publishers {
         if let Some(key) = ordering_key {
             msg = msg.set_ordering_key(key);
         }
-        let fut = client.publish(msg);
-        match tokio::time::timeout(Duration::from_secs(10), fut).await {
-            Ok(Ok(id)) => Ok(id),
-            Ok(Err(e)) => Err(PublishError {
-                topic: topic.into(),
-                reason: e.to_string(),
-            }),
-            Err(_) => Err(PublishError {
-                topic: topic.into(),
-                reason: "timed out".into(),
-            }),
+        let answer = client.publish(msg);
+        Ok(Submitted {
+            topic: topic.to_owned(),
+            ordering_key: ordering_key.map(str::to_owned),
+            client,
+            answer,
+        })
+    }
+}
+
+/// How long a publish may wait for the server's answer.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A message handed to its topic's client, waiting for the server's answer.
+pub struct Submitted {
+    topic: String,
+    ordering_key: Option<String>,
+    client: Publisher,
+    answer: google_cloud_pubsub::publisher::PublishFuture,
+}
+
+impl Submitted {
+    /// The server's message id, or why not by `deadline`. A failure on an ordering key pauses
+    /// that key in the client (later messages on it fail rather than overtake); the key is
+    /// resumed here, so the outbox's next attempt publishes them again in order.
+    pub async fn outcome(self, deadline: tokio::time::Instant) -> Result<String, PublishError> {
+        let failed = |reason: String| PublishError {
+            topic: self.topic.clone(),
+            reason,
+        };
+        let result = match tokio::time::timeout_at(deadline, self.answer).await {
+            Ok(Ok(id)) => return Ok(id),
+            Ok(Err(e)) => Err(failed(e.to_string())),
+            Err(_) => Err(failed("timed out".into())),
+        };
+        if let Some(key) = &self.ordering_key {
+            self.client.resume_publish(key.clone());
         }
+        result
     }
 }
 
@@ -298,7 +341,10 @@ mod outbox {
         .bind(batch)
         .fetch_all(&mut *tx)
         .await?;
-        let mut published = 0;
+        // Every row is handed to its topic's client first (the client batches them), then the
+        // answers are collected: a batch costs about one round trip to Pub/Sub, not one per
+        // event, and a failing topic holds back only its own rows.
+        let mut submitted = Vec::with_capacity(rows.len());
         for row in &rows {
             let id: i64 = row.try_get("id")?;
             let event_id: Uuid = row.try_get("event_id")?;
@@ -311,17 +357,22 @@ mod outbox {
                 ("type".to_owned(), kind),
             ]);
             let data = serde_json::to_vec(&payload).unwrap_or_default();
-            match publishers
-                .publish(&topic, data, &attributes, ordering_key.as_deref())
-                .await
-            {
+            let handed = publishers
+                .submit(&topic, data, &attributes, ordering_key.as_deref())
+                .await;
+            submitted.push((id, event_id, handed));
+        }
+        let deadline = tokio::time::Instant::now() + super::PUBLISH_TIMEOUT;
+        let mut published = Vec::with_capacity(submitted.len());
+        for (id, event_id, handed) in submitted {
+            let outcome = match handed {
+                Ok(s) => s.outcome(deadline).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
                 Ok(message_id) => {
-                    sqlx::query("DELETE FROM outbox WHERE id = $1")
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                    tracing::debug!(%event_id, %message_id, topic = %topic, "event published");
-                    published += 1;
+                    tracing::debug!(%event_id, %message_id, "event published");
+                    published.push(id);
                 }
                 Err(e) => {
                     sqlx::query(
@@ -332,12 +383,15 @@ mod outbox {
                     .execute(&mut *tx)
                     .await?;
                     tracing::warn!(%event_id, error = %e, "publish failed; kept in the outbox");
-                    break;
                 }
             }
         }
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+            .bind(&published)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(published)
+        Ok(published.len())
     }
 
     /// Drains the outbox every `interval` (sooner after a full batch) until `stop` is set.
