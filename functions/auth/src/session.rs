@@ -105,10 +105,21 @@ pub async fn refresh(
             tracing::warn!(target: "audit", event = "refresh_token_reused", user_id = %user,
                 client_ip = %client_ip(&headers, state.limits.trusted_proxy_hops),
                 "a rotated refresh token was presented again; the session is revoked");
-            Err(Problem::unauthorized().into())
+            Err(invalid_refresh_token().into())
         }
-        Refreshed::Invalid => Err(Problem::unauthorized().into()),
+        Refreshed::Invalid => Err(invalid_refresh_token().into()),
     }
+}
+
+/// The 401 of a refresh token that is unknown, expired, revoked or used already; the same for
+/// all four, so a reuse (which revoked the session) is not told apart from a made-up token.
+fn invalid_refresh_token() -> Problem {
+    Problem::new(
+        401,
+        "invalid_refresh_token",
+        "the refresh token is invalid, expired or already used; sign in again",
+    )
+    .with_field("refresh_token")
 }
 
 /// End this session: its refresh token and access tokens stop working at once.

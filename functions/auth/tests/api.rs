@@ -224,13 +224,18 @@ async fn refresh_token_reuse_revokes_the_family(pool: PgPool) {
         .await;
     assert_eq!(s, StatusCode::OK);
     // The first token again: reuse. The whole family dies, including the newest tokens.
-    let (s, _) = env
+    let (s, reused) = env
         .post(
             "/v1/auth/refresh",
             json!({"refresh_token": refresh(&first)}),
         )
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // Told as a bad refresh token (sign in again), not as a missing access token.
+    assert_eq!(
+        (reused["code"].as_str(), reused["field"].as_str()),
+        (Some("invalid_refresh_token"), Some("refresh_token"))
+    );
     let (s, _) = env
         .post(
             "/v1/auth/refresh",
@@ -246,10 +251,14 @@ async fn refresh_token_reuse_revokes_the_family(pool: PgPool) {
         .call("GET", "/v1/auth/sessions", Some(access(&third)), None)
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "and so is its access token");
-    let (s, _) = env
+    let (s, made_up) = env
         .post("/v1/auth/refresh", json!({"refresh_token": "made-up"}))
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        made_up, reused,
+        "a reuse is not told apart from a made-up token"
+    );
 }
 
 #[sqlx::test(migrator = "common::db::MIGRATOR")]

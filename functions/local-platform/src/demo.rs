@@ -123,11 +123,26 @@ async fn sign_in(http: &reqwest::Client, base: &str, args: &DemoArgs) -> DemoRes
             |_| "the demo user has a TOTP secret this machine no longer has; run with --fresh",
         )?
     };
-    let (status, tokens) = send(
-        http.post(format!("{base}/v1/auth/login/second-factor"))
-            .json(&json!({"mfa_token": mfa, "code": totp_now(secret.trim())?})),
-    )
-    .await?;
+    let second_factor = || async {
+        send(
+            http.post(format!("{base}/v1/auth/login/second-factor"))
+                .json(&json!({"mfa_token": mfa, "code": totp_now(secret.trim())?})),
+        )
+        .await
+    };
+    let (mut status, mut tokens) = second_factor().await?;
+    if status == 401 {
+        // Each 30 s step's code is accepted once (replay protection): a run within 30 s of
+        // the last one sends a used code. The challenge allows further attempts, so wait for
+        // the next step and send its code.
+        let now = chrono::Utc::now().timestamp();
+        let wait = 30 - now.rem_euclid(30) + 1;
+        println!(
+            "this 30 s step's TOTP code was used by the last run; waiting {wait} s for the next"
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(wait as u64)).await;
+        (status, tokens) = second_factor().await?;
+    }
     if status != 200 {
         return Err(format!("second factor answered {status}: {tokens}").into());
     }
