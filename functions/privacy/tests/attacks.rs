@@ -99,7 +99,8 @@ async fn malformed_consent_requests_are_one_problem_shape_and_record_nothing(poo
         Some("purpose"),
     );
     // An old or future text version: the consent must name the wording in force.
-    for v in [0, 2, -1, i32::MAX] {
+    // (Version 1 of intended_use is superseded by version 2.)
+    for v in [0, 1, 3, -1, i32::MAX] {
         let (st, ct, b) = post(json!({"purpose": "intended_use", "version": v})).await;
         problem(st, &ct, &b, StatusCode::CONFLICT, Some("version"));
     }
@@ -487,7 +488,7 @@ async fn erasure_run_twice_and_a_still_valid_token_afterwards_resurrect_nothing(
         "/v1/me/consents",
         user,
         Some("application/json"),
-        json!({"purpose": "intended_use", "version": 1})
+        json!({"purpose": "intended_use", "version": 2})
             .to_string()
             .into_bytes(),
     )

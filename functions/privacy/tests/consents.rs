@@ -44,7 +44,9 @@ async fn a_new_user_sees_every_purpose_ungranted_with_its_text(pool: PgPool) {
     );
     for c in body.as_array().unwrap() {
         assert_eq!(c["granted"], false);
-        assert_eq!(c["current_version"], 1);
+        // The intended use is at version 2 (its withdrawal erases the account, and says so).
+        let in_force = if c["purpose"] == "intended_use" { 2 } else { 1 };
+        assert_eq!(c["current_version"], in_force);
         assert!(c["text"].as_str().unwrap().len() > 100);
         assert_eq!(c["required"], c["purpose"] == "intended_use");
     }
@@ -54,7 +56,10 @@ async fn a_new_user_sees_every_purpose_ungranted_with_its_text(pool: PgPool) {
 async fn grants_and_withdrawals_are_kept_as_a_history_per_purpose(pool: PgPool) {
     let s = support::state(pool.clone()).await;
     let user = testkit::user_without_consent(&pool).await;
-    let grant = |purpose: &str| json!({"purpose": purpose, "version": 1});
+    let grant = |purpose: &str| {
+        let version = if purpose == "intended_use" { 2 } else { 1 };
+        json!({"purpose": purpose, "version": version})
+    };
 
     let (status, e) = support::call(
         &s,
@@ -130,7 +135,7 @@ async fn grants_and_withdrawals_are_kept_as_a_history_per_purpose(pool: PgPool) 
             .clone()
     };
     assert_eq!(state_of("intended_use")["granted"], true);
-    assert_eq!(state_of("intended_use")["decided_version"], 1);
+    assert_eq!(state_of("intended_use")["decided_version"], 2);
     assert_eq!(state_of("product_improvement")["granted"], false);
 
     let audited: i64 = sqlx::query_scalar(

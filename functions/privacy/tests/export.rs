@@ -261,7 +261,7 @@ async fn the_export_is_a_fhir_bundle_of_everything_stored_about_the_user(pool: P
         .find(|c| c["provision"]["purpose"][0]["code"] == "intended_use")
         .unwrap();
     let (title, body): (String, String) = sqlx::query_as(
-        "SELECT title, body FROM consent_texts WHERE purpose = 'intended_use' AND version = 1",
+        "SELECT title, body FROM consent_texts WHERE purpose = 'intended_use' ORDER BY version DESC LIMIT 1",
     )
     .fetch_one(&pool)
     .await
