@@ -90,8 +90,15 @@ pub const CLOSE_BUDGET: Duration = Duration::from_millis(500);
 /// the network holds its pool slot for good (sqlx issue #4349). The ping is there for a
 /// connection left mid-exchange by a cancelled query. A [`Lease`] knows when that is the case:
 /// only a lease dropped before [`Lease::settle`] (the request was cancelled at an `.await`),
-/// or settled inside a transaction, is pinged, within [`RECOVER_BUDGET`], before it is reused;
-/// one settled with an I/O, TLS or protocol error is closed.
+/// or settled inside a transaction, is pinged before it is reused; one settled with an I/O,
+/// TLS or protocol error is closed.
+///
+/// The pool's connections carry a server-side `statement_timeout` (a startup parameter, no
+/// round trip), and the ping of a cancelled lease waits that long plus [`RECOVER_MARGIN`]: the
+/// slot is freed only once the server has ended the statement, or the connection gave no
+/// answer at all (black-holed). Freeing it sooner would let a stalled database (a lock, an
+/// overload) collect a new backend per slot on every round of cancelled requests, up to the
+/// server's `max_connections`.
 ///
 /// The pool is deadpool's managed pool; connections open lazily, are replaced after
 /// [`MAX_LIFETIME`] or [`MAX_IDLE`] (sqlx's defaults), and waiting for one is bounded by the
@@ -99,11 +106,13 @@ pub const CLOSE_BUDGET: Duration = Duration::from_millis(500);
 #[derive(Clone)]
 pub struct StatementPool {
     inner: deadpool::managed::Pool<Connector>,
+    /// How long a cancelled lease's ping may take.
+    recover: Duration,
 }
 
-/// How long a connection left mid-exchange may take to answer its ping before it is closed
-/// instead of reused.
-pub const RECOVER_BUDGET: Duration = Duration::from_secs(1);
+/// How long past the statement timeout a connection left mid-exchange may take to answer its
+/// ping before it is closed instead of reused.
+pub const RECOVER_MARGIN: Duration = Duration::from_secs(1);
 
 /// A connection is replaced when it is older than this (sqlx's `max_lifetime` default), so
 /// server-side memory and a changed DNS answer (a failover) are picked up.
@@ -149,7 +158,18 @@ impl deadpool::managed::Manager for Connector {
 impl StatementPool {
     /// A pool of at most `max_connections`, none opened yet. `timeout` bounds both the wait
     /// for a free connection and the opening of a new one.
-    pub fn new(options: PgConnectOptions, max_connections: u32, timeout: Duration) -> Self {
+    /// `statement_timeout` is set on every connection (PostgreSQL ends a statement running
+    /// longer, with SQLSTATE 57014, answered 503).
+    pub fn new(
+        options: PgConnectOptions,
+        max_connections: u32,
+        timeout: Duration,
+        statement_timeout: Duration,
+    ) -> Self {
+        let options = options.options([(
+            "statement_timeout",
+            format!("{}ms", statement_timeout.as_millis().max(1)),
+        )]);
         let inner = deadpool::managed::Pool::builder(Connector { options, timeout })
             .max_size(usize::try_from(max_connections.max(1)).unwrap_or(1))
             .runtime(deadpool::Runtime::Tokio1)
@@ -158,17 +178,21 @@ impl StatementPool {
             .build()
             // Only a time-out without a runtime fails the build, and the runtime is set.
             .unwrap_or_else(|e| unreachable!("deadpool build: {e}"));
-        Self { inner }
+        Self {
+            inner,
+            recover: statement_timeout + RECOVER_MARGIN,
+        }
     }
 
     /// A pool beside `pool`: the same server, options, size and time-out. (`pool` keeps the
     /// rest of a function's queries; this one takes its hot path.)
-    pub fn beside(pool: &PgPool) -> Self {
+    pub fn beside(pool: &PgPool, statement_timeout: Duration) -> Self {
         let options = pool.options();
         Self::new(
             (*pool.connect_options()).clone(),
             options.get_max_connections(),
             options.get_acquire_timeout(),
+            statement_timeout,
         )
     }
 
@@ -179,6 +203,7 @@ impl StatementPool {
         match self.inner.get().await {
             Ok(object) => Ok(Lease {
                 object: Some(object),
+                recover: self.recover,
             }),
             Err(PoolError::Backend(e)) => Err(e),
             Err(PoolError::Closed) => Err(sqlx::Error::PoolClosed),
@@ -218,6 +243,7 @@ impl StatementPool {
 /// result of what ran on it.
 pub struct Lease {
     object: Option<deadpool::managed::Object<Connector>>,
+    recover: Duration,
 }
 
 impl Lease {
@@ -239,7 +265,7 @@ impl Lease {
         let idle = !conn.is_in_transaction() && !conn.should_flush();
         match result {
             // The server is going away (`57P01` after `pg_terminate_backend`, say).
-            Err(e) if is_transient(e) => {
+            Err(sqlx::Error::Database(db)) if server_gone(db.code().as_deref()) => {
                 if let Some(object) = self.object.take() {
                     drop(deadpool::managed::Object::take(object));
                 }
@@ -263,17 +289,19 @@ impl Drop for Lease {
             return;
         };
         // Cancelled mid-exchange (or settled inside a transaction): the answer may still be
-        // on its way. Ping in the background, as sqlx's pool would, but within a budget; a
-        // connection that does not answer, or is still in a transaction, is closed (the server
-        // sees the socket close and rolls back whatever was open).
+        // on its way. Ping in the background, as sqlx's pool would, but only until the
+        // statement timeout has surely ended the statement; a connection that does not answer
+        // by then, or is still in a transaction, is closed (the server sees the socket close
+        // and rolls back whatever was open).
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             drop(deadpool::managed::Object::take(object));
             return;
         };
+        let budget = self.recover;
         runtime.spawn(async move {
             use sqlx::Connection as _;
             let answered = matches!(
-                tokio::time::timeout(RECOVER_BUDGET, object.ping()).await,
+                tokio::time::timeout(budget, object.ping()).await,
                 Ok(Ok(()))
             );
             if !answered || object.is_in_transaction() {
@@ -298,7 +326,14 @@ pub fn problem(e: &sqlx::Error) -> crate::error::Problem {
     }
 }
 
-/// Whether an error means the database is unreachable or overloaded (retrying may succeed).
+/// Whether a server error's SQLSTATE says the session is over (class 08, connection
+/// exception; 57P, operator intervention: terminated, shutting down, cannot connect now).
+fn server_gone(code: Option<&str>) -> bool {
+    code.is_some_and(|c| c.starts_with("08") || c.starts_with("57P"))
+}
+
+/// Whether an error means the database is unreachable or overloaded (retrying may succeed):
+/// also a statement ended by its `statement_timeout` (57014).
 pub fn is_transient(e: &sqlx::Error) -> bool {
     matches!(
         e,
@@ -306,7 +341,7 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Tls(_)
-    ) || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("53") || c.starts_with("57P")))
+    ) || matches!(e, sqlx::Error::Database(db) if server_gone(db.code().as_deref()) || db.code().is_some_and(|c| c.starts_with("53") || c == "57014"))
 }
 
 /// Whether an error is a unique-constraint violation.

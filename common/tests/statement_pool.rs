@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::db::{RECOVER_BUDGET, StatementPool};
+use common::db::{RECOVER_MARGIN, StatementPool};
 use sqlx::{Connection as _, PgPool};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
+
+/// The statement timeout of the pools here (the services use their request timeout).
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(1);
 
 async fn backend_pid(pool: &StatementPool) -> i32 {
     let mut lease = pool.lease().await.expect("lease");
@@ -22,7 +25,12 @@ async fn backend_pid(pool: &StatementPool) -> i32 {
 
 #[sqlx::test(migrations = false)]
 async fn a_settled_connection_is_back_at_once_and_reused(pool: PgPool) {
-    let writes = StatementPool::new((*pool.connect_options()).clone(), 2, Duration::from_secs(5));
+    let writes = StatementPool::new(
+        (*pool.connect_options()).clone(),
+        2,
+        Duration::from_secs(5),
+        STATEMENT_TIMEOUT,
+    );
     let mut lease = writes.lease().await.unwrap();
     let first: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(lease.conn())
@@ -38,7 +46,12 @@ async fn a_settled_connection_is_back_at_once_and_reused(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_cancelled_query_leaves_no_answer_for_the_next(pool: PgPool) {
-    let writes = StatementPool::new((*pool.connect_options()).clone(), 1, Duration::from_secs(5));
+    let writes = StatementPool::new(
+        (*pool.connect_options()).clone(),
+        1,
+        Duration::from_secs(5),
+        STATEMENT_TIMEOUT,
+    );
     let mut lease = writes.lease().await.unwrap();
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(lease.conn())
@@ -68,7 +81,12 @@ async fn a_transaction_dropped_midway_rolls_back_and_releases_its_lock(pool: PgP
         .execute(&pool)
         .await
         .unwrap();
-    let writes = StatementPool::new((*pool.connect_options()).clone(), 1, Duration::from_secs(5));
+    let writes = StatementPool::new(
+        (*pool.connect_options()).clone(),
+        1,
+        Duration::from_secs(5),
+        STATEMENT_TIMEOUT,
+    );
     let mut lease = writes.lease().await.unwrap();
     let mut tx = lease.conn().begin().await.unwrap();
     sqlx::query("UPDATE t SET v = 1 WHERE id = 1")
@@ -102,7 +120,12 @@ async fn a_transaction_dropped_midway_rolls_back_and_releases_its_lock(pool: PgP
 
 #[sqlx::test(migrations = false)]
 async fn a_connection_the_server_closed_is_replaced(pool: PgPool) {
-    let writes = StatementPool::new((*pool.connect_options()).clone(), 1, Duration::from_secs(5));
+    let writes = StatementPool::new(
+        (*pool.connect_options()).clone(),
+        1,
+        Duration::from_secs(5),
+        STATEMENT_TIMEOUT,
+    );
     let pid = backend_pid(&writes).await;
     let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
         .bind(pid)
@@ -208,7 +231,12 @@ async fn pump(
 async fn a_black_holed_connection_frees_its_slot_within_the_budget(pool: PgPool) {
     let direct = (*pool.connect_options()).clone();
     let relay = Relay::start((direct.get_host().to_owned(), direct.get_port())).await;
-    let writes = StatementPool::new(direct.port(relay.port), 1, Duration::from_secs(5));
+    let writes = StatementPool::new(
+        direct.port(relay.port),
+        1,
+        Duration::from_secs(5),
+        STATEMENT_TIMEOUT,
+    );
     let pid = backend_pid(&writes).await;
 
     relay.black_hole_existing();
@@ -228,11 +256,75 @@ async fn a_black_holed_connection_frees_its_slot_within_the_budget(pool: PgPool)
     let waited = t0.elapsed();
     assert_ne!(again, pid);
     assert!(
-        waited < RECOVER_BUDGET + Duration::from_secs(1),
+        waited < STATEMENT_TIMEOUT + RECOVER_MARGIN + Duration::from_secs(1),
         "waited {waited:?}"
     );
     assert_eq!(writes.size(), 1);
     drop(writes);
     drop(relay);
     tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_stalled_database_gets_no_more_connections_than_the_pool_size(pool: PgPool) {
+    sqlx::raw_sql("CREATE TABLE t (v int)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let options = (*pool.connect_options())
+        .clone()
+        .application_name("writes-storm");
+    let writes = StatementPool::new(options, 2, Duration::from_secs(10), STATEMENT_TIMEOUT);
+    // A lock longer than the statement timeout (a migration, say) stalls every insert.
+    let locker = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            sqlx::query("SELECT pg_sleep(3)")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Clients give up after 100 ms, again and again, for longer than the lock.
+    let mut most = 0i64;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(3500) {
+        for _ in 0..2 {
+            let writes = writes.clone();
+            tokio::spawn(async move {
+                let Ok(mut lease) = writes.lease().await else {
+                    return;
+                };
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(100),
+                    sqlx::query("INSERT INTO t VALUES (1)").execute(lease.conn()),
+                )
+                .await;
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'writes-storm'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        most = most.max(open);
+    }
+    locker.await.unwrap();
+    assert!(most <= 2, "{most} server connections for a pool of 2");
+    // And the pool serves again once the lock is gone.
+    let mut lease = writes.lease().await.unwrap();
+    let done = sqlx::query("INSERT INTO t VALUES (2)")
+        .execute(lease.conn())
+        .await;
+    lease.settle(&done);
+    done.unwrap();
 }

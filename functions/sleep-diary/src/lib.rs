@@ -129,7 +129,11 @@ pub async fn run(config: Config) -> anyhow_like::Result<()> {
     let pool = common::db::connect(&config.db).await?;
     let redis = common::cache::Redis::connect(&config.redis)?;
     let guard = common::guard::Guard::new(keys.clone(), redis, config.sessions, &config.guard);
-    let writes = common::db::StatementPool::beside(&pool);
+    // A statement of the hot path never outlives its request.
+    let writes = common::db::StatementPool::beside(
+        &pool,
+        Duration::from_secs(config.http.request_timeout_secs),
+    );
     let state = AppState {
         pool: pool.clone(),
         writes: writes.clone(),
@@ -541,7 +545,23 @@ async fn create(
     .fetch_optional(lease.conn())
     .await;
     lease.settle(&inserted);
-    if let Some(row) = inserted? {
+    let inserted = match inserted {
+        // Two creates of the same id at once: the one that loses may be told about the
+        // night's constraint rather than the id's. If the id is stored now, answer as a repeat.
+        Err(e) if common::db::constraint(&e) == Some("diary_entries_user_night_key") => {
+            let stored_id: Option<Uuid> =
+                sqlx::query_scalar("SELECT id FROM diary_entries WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&state.pool)
+                    .await?;
+            match stored_id {
+                Some(_) => None,
+                None => return Err(e.into()),
+            }
+        }
+        other => other?,
+    };
+    if let Some(row) = inserted {
         let created_at: DateTime<Utc> = row.try_get("created_at")?;
         return Ok((
             StatusCode::CREATED,

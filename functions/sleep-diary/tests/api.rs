@@ -15,7 +15,7 @@ use uuid::Uuid;
 fn state(pool: PgPool) -> AppState {
     AppState {
         pool: pool.clone(),
-        writes: common::db::StatementPool::beside(&pool),
+        writes: common::db::StatementPool::beside(&pool, Duration::from_secs(30)),
         keys: testkit::jwt_keys(),
         edit_window: chrono::Duration::days(7),
         crypto: testkit::keyring(&pool),
@@ -159,6 +159,36 @@ async fn create_is_idempotent_on_the_client_id(pool: PgPool) {
     assert_eq!(events[0]["type"], "sleep-log.recorded");
     assert_eq!(events[0]["data"]["summary"]["tib_min"], 420);
     assert_eq!(events[0]["data"]["change"], "created");
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn the_same_create_sent_at_once_is_stored_once_and_answered_201_then_200(pool: PgPool) {
+    let s = state(pool.clone());
+    for _ in 0..40 {
+        // A new user and id per round: the same night, sent four times at once (a client
+        // retrying over several connections).
+        let user = testkit::user(&pool).await;
+        let id = Uuid::new_v4();
+        let send = || {
+            call(
+                &s,
+                "POST",
+                "/v1/sleep-logs",
+                Some(user),
+                Some(spring_night(id)),
+            )
+        };
+        let (a, b, c, d) = tokio::join!(send(), send(), send(), send());
+        let mut statuses: Vec<u16> = [a.0, b.0, c.0, d.0].iter().map(|s| s.as_u16()).collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 200, 200, 201], "{:?}", [a.2, b.2, c.2, d.2]);
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM diary_entries WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 1);
+    }
 }
 
 #[sqlx::test(migrator = "common::db::MIGRATOR")]

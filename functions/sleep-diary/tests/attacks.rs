@@ -15,7 +15,7 @@ use uuid::Uuid;
 fn state(pool: PgPool) -> AppState {
     AppState {
         pool: pool.clone(),
-        writes: common::db::StatementPool::beside(&pool),
+        writes: common::db::StatementPool::beside(&pool, Duration::from_secs(30)),
         keys: testkit::jwt_keys(),
         edit_window: chrono::Duration::days(7),
         crypto: testkit::keyring(&pool),

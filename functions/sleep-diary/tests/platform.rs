@@ -62,7 +62,7 @@ async fn a_cloud_sql_style_unix_socket_url_connects() {
         .unwrap();
     assert_eq!(one, 1);
     // The hot path's pool reaches the server the same way.
-    let writes = common::db::StatementPool::beside(&pool);
+    let writes = common::db::StatementPool::beside(&pool, std::time::Duration::from_secs(30));
     let mut lease = writes.lease().await.unwrap();
     let over_socket = sqlx::query_scalar::<_, bool>("SELECT inet_client_addr() IS NULL")
         .fetch_one(lease.conn())
