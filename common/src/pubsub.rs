@@ -328,7 +328,9 @@ mod outbox {
     }
 
     /// Publishes what the outbox holds, oldest first; returns how many were published. Rows are
-    /// locked with SKIP LOCKED so several instances drain side by side without doubles.
+    /// locked with SKIP LOCKED so several instances drain side by side without doubles. A row
+    /// that failed waits for its `retry_at` (1 s, doubling, at most 5 min), and a row waits
+    /// while an older row of its ordering key waits.
     pub async fn drain_once(
         pool: &PgPool,
         publishers: &Publishers,
@@ -336,7 +338,11 @@ mod outbox {
     ) -> sqlx::Result<usize> {
         let mut tx = pool.begin().await?;
         let rows = sqlx::query(
-            "SELECT id, event_id, topic, payload, ordering_key FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            "SELECT id, event_id, topic, payload, ordering_key FROM outbox o \
+             WHERE (retry_at IS NULL OR retry_at <= now()) \
+               AND (ordering_key IS NULL OR NOT EXISTS \
+                    (SELECT 1 FROM outbox e WHERE e.ordering_key = o.ordering_key AND e.id < o.id AND e.retry_at > now())) \
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
         .bind(batch)
         .fetch_all(&mut *tx)
@@ -376,7 +382,9 @@ mod outbox {
                 }
                 Err(e) => {
                     sqlx::query(
-                        "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = $2, \
+                         retry_at = now() + least(interval '1 second' * power(2, least(attempts, 9)), interval '5 minutes') \
+                         WHERE id = $1",
                     )
                     .bind(id)
                     .bind(e.to_string())

@@ -105,10 +105,53 @@ async fn a_failing_topic_holds_back_only_its_own_rows(pool: PgPool) {
         .await
         .unwrap();
     assert!(r.status().is_success());
+    // Once its retry time (1 s after the failure) has come, it goes.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(drain_once(&pool, &publishers, 100).await.unwrap(), 1);
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
         .fetch_one(&pool)
         .await
         .unwrap();
     assert_eq!(count, 0);
+}
+
+#[sqlx::test(migrator = "common::db::MIGRATOR")]
+async fn rows_that_keep_failing_wait_and_do_not_fill_every_batch(pool: PgPool) {
+    let project = format!("outbox-{}", Uuid::new_v4().simple());
+    let http = reqwest::Client::new();
+    let base = format!("http://{}/v1/projects/{project}", emulator());
+    let r = http
+        .put(format!("{base}/topics/audit"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    // More failing rows at the front than one batch holds, then ten good ones.
+    sqlx::query(
+        "INSERT INTO outbox (event_id, topic, payload) \
+         SELECT gen_random_uuid(), 'missing', '{\"type\":\"x\"}' FROM generate_series(1, 150)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let user = Uuid::new_v4();
+    for _ in 0..10 {
+        enqueue_audit(
+            &pool,
+            &AuditRecorded::own(user, "sleep-log.read", "sleep-diary", None),
+        )
+        .await
+        .unwrap();
+    }
+    let publishers = Publishers::new(project.clone(), Some(emulator()));
+    // The first batch is all failures; they wait, so the next batch reaches the good rows.
+    assert_eq!(drain_once(&pool, &publishers, 100).await.unwrap(), 0);
+    assert_eq!(drain_once(&pool, &publishers, 100).await.unwrap(), 10);
+    let (left, waiting): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE retry_at > now()) FROM outbox")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((left, waiting), (150, 150));
 }
