@@ -21,6 +21,7 @@ ensure_redis
 psql "$PG_URL_BASE/postgres" -qc "DROP DATABASE IF EXISTS dta_wide_load WITH (FORCE)"
 ensure_database dta_wide_load
 export DATABASE_URL="$PG_URL_BASE/dta_wide_load${PGSSL:+?sslmode=$PGSSL}"
+export PGOPTIONS="-c client_min_messages=warning"   # no NOTICEs from the set-up statements
 
 cargo build --release --locked -p sleep-diary -p migrate
 rel=$(cargo_bin_dir release)
