@@ -106,13 +106,7 @@ impl IntoResponse for Error {
                 Problem::internal().into_response()
             }
             Error::Db(e) if common::db::constraint(&e) == Some("diary_entries_user_night_key") => {
-                Problem::new(
-                    409,
-                    "night_taken",
-                    "there is already an entry for this night; edit it instead",
-                )
-                .with_field("final_awakening")
-                .into_response()
+                night_taken().into_response()
             }
             Error::Db(e) if common::db::is_foreign_key_violation(&e) => {
                 // A valid token for an account that no longer exists.
@@ -121,6 +115,16 @@ impl IntoResponse for Error {
             Error::Db(e) => common::db::problem(&e).into_response(),
         }
     }
+}
+
+/// The 409 of an entry for a night the caller already has an entry for.
+fn night_taken() -> Problem {
+    Problem::new(
+        409,
+        "night_taken",
+        "there is already an entry for this night; edit it instead",
+    )
+    .with_field("final_awakening")
 }
 
 /// Starts the service: connects, serves until SIGTERM/SIGINT, closes the pool.
@@ -485,8 +489,9 @@ async fn create(
     let comment_ct = encrypt_comment(&state, user.user_id, id, &input).await?;
     // The hot path is one statement: the consent check, the row, its outbox event and its audit
     // event commit together in one round trip, on a connection that goes back to its pool
-    // without another. No row back means no consent or an id in use; the slow path below
-    // tells which.
+    // without another. No row back means no consent, an id in use or a night taken (any
+    // unique key: a concurrent create of the same id may meet the night's key first); the
+    // slow path below tells which.
     let created_at = Utc::now();
     let event = recorded(
         user.user_id,
@@ -507,7 +512,7 @@ async fn create(
          tib_min, tst_min, twak_min, se_pct, nap_min, input, comment_ct, created_at, updated_at) \
          SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$23 \
          WHERE (SELECT action FROM consent_events WHERE user_id = $2 AND purpose = $27 ORDER BY id DESC LIMIT 1) = 'granted' \
-         ON CONFLICT (id) DO NOTHING RETURNING created_at), \
+         ON CONFLICT DO NOTHING RETURNING created_at), \
          o AS (INSERT INTO outbox (event_id, topic, payload) SELECT $24, $25, $26 FROM d), \
          a AS (INSERT INTO outbox (event_id, topic, payload) SELECT $28, $29, $30 FROM d) \
          SELECT created_at FROM d",
@@ -545,23 +550,7 @@ async fn create(
     .fetch_optional(lease.conn())
     .await;
     lease.settle(&inserted);
-    let inserted = match inserted {
-        // Two creates of the same id at once: the one that loses may be told about the
-        // night's constraint rather than the id's. If the id is stored now, answer as a repeat.
-        Err(e) if common::db::constraint(&e) == Some("diary_entries_user_night_key") => {
-            let stored_id: Option<Uuid> =
-                sqlx::query_scalar("SELECT id FROM diary_entries WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&state.pool)
-                    .await?;
-            match stored_id {
-                Some(_) => None,
-                None => return Err(e.into()),
-            }
-        }
-        other => other?,
-    };
-    if let Some(row) = inserted {
+    if let Some(row) = inserted? {
         let created_at: DateTime<Utc> = row.try_get("created_at")?;
         return Ok((
             StatusCode::CREATED,
@@ -577,7 +566,21 @@ async fn create(
         .await?;
     let conflict =
         || Problem::conflict("this id is already used for another entry; use PUT to edit");
-    let row = row.ok_or_else(conflict)?;
+    let Some(row) = row else {
+        let night_in_use: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM diary_entries WHERE user_id = $1 AND night = $2)",
+        )
+        .bind(user.user_id)
+        .bind(entry.night())
+        .fetch_one(&state.pool)
+        .await?;
+        return Err(if night_in_use {
+            night_taken()
+        } else {
+            conflict()
+        }
+        .into());
+    };
     let existing: serde_json::Value = row.try_get("input")?;
     let key = key_for(&state, user.user_id, std::slice::from_ref(&row)).await?;
     let existing_view = view(&row, key.as_ref())?;
