@@ -265,36 +265,37 @@ impl Lease {
         let idle = !conn.is_in_transaction() && !conn.should_flush();
         match result {
             // The server is going away (`57P01` after `pg_terminate_backend`, say).
-            Err(sqlx::Error::Database(db)) if server_gone(db.code().as_deref()) => {
-                if let Some(object) = self.object.take() {
-                    drop(deadpool::managed::Object::take(object));
-                }
-            }
+            Err(sqlx::Error::Database(db)) if server_gone(db.code().as_deref()) => self.discard(),
+            // Back to the pool (the object's own drop).
             Ok(_) | Err(sqlx::Error::Database(_) | sqlx::Error::RowNotFound) if idle => {
                 drop(self.object.take());
             }
+            // Pinged first, by `Drop`.
             Ok(_) | Err(sqlx::Error::Database(_) | sqlx::Error::RowNotFound) => {}
-            Err(_) => {
-                if let Some(object) = self.object.take() {
-                    drop(deadpool::managed::Object::take(object));
-                }
-            }
+            Err(_) => self.discard(),
+        }
+    }
+
+    /// Closes the connection: it leaves the pool and its socket is dropped.
+    fn discard(&mut self) {
+        if let Some(object) = self.object.take() {
+            drop(deadpool::managed::Object::take(object));
         }
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let Some(mut object) = self.object.take() else {
-            return;
-        };
         // Cancelled mid-exchange (or settled inside a transaction): the answer may still be
         // on its way. Ping in the background, as sqlx's pool would, but only until the
         // statement timeout has surely ended the statement; a connection that does not answer
         // by then, or is still in a transaction, is closed (the server sees the socket close
         // and rolls back whatever was open).
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            drop(deadpool::managed::Object::take(object));
+            self.discard();
+            return;
+        };
+        let Some(mut object) = self.object.take() else {
             return;
         };
         let budget = self.recover;

@@ -21,6 +21,32 @@ pub fn block_on<F: Future>(main: F) -> F::Output {
     out
 }
 
+/// The `main` of a service: parses its configuration, starts telemetry, and runs it on
+/// [`block_on`]; exit 0 after a clean stop, else the cause is logged and the exit is 1.
+pub fn service_main<C, F, Fut, E>(
+    name: &str,
+    platform: fn(&C) -> &crate::config::PlatformConfig,
+    run: F,
+) -> std::process::ExitCode
+where
+    C: clap::Parser,
+    F: FnOnce(C) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    block_on(async {
+        let config = C::parse();
+        crate::telemetry::init(platform(&config));
+        match run(config).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "{name} stopped");
+                std::process::ExitCode::FAILURE
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Instant;

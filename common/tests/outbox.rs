@@ -13,6 +13,17 @@ fn emulator() -> String {
     std::env::var("PUBSUB_EMULATOR_HOST").expect("start the emulators: scripts/emulators.sh start")
 }
 
+/// Creates a topic or subscription of the emulator (`path` under the project's `base`).
+async fn put(http: &reqwest::Client, base: &str, path: &str, body: Value) {
+    let r = http
+        .put(format!("{base}/{path}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{path}: {:?}", r.text().await);
+}
+
 #[sqlx::test(migrator = "common::db::MIGRATOR")]
 async fn a_failing_topic_holds_back_only_its_own_rows(pool: PgPool) {
     // Unique project: nothing left over from other runs. Only the `audit` topic exists.
@@ -26,13 +37,7 @@ async fn a_failing_topic_holds_back_only_its_own_rows(pool: PgPool) {
             json!({"topic": format!("projects/{project}/topics/audit")}),
         ),
     ] {
-        let r = http
-            .put(format!("{base}/{path}"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{path}: {:?}", r.text().await);
+        put(&http, &base, &path, body).await;
     }
 
     // The oldest row goes to a topic that does not exist; three audit events follow it.
@@ -98,13 +103,7 @@ async fn a_failing_topic_holds_back_only_its_own_rows(pool: PgPool) {
     assert_eq!(got, sent);
 
     // Once the topic exists, the next drain publishes the held row.
-    let r = http
-        .put(format!("{base}/topics/missing"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    put(&http, &base, "topics/missing", json!({})).await;
     // Once its retry time (1 s after the failure) has come, it goes.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(drain_once(&pool, &publishers, 100).await.unwrap(), 1);
@@ -120,13 +119,7 @@ async fn rows_that_keep_failing_wait_and_do_not_fill_every_batch(pool: PgPool) {
     let project = format!("outbox-{}", Uuid::new_v4().simple());
     let http = reqwest::Client::new();
     let base = format!("http://{}/v1/projects/{project}", emulator());
-    let r = http
-        .put(format!("{base}/topics/audit"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    put(&http, &base, "topics/audit", json!({})).await;
     // More failing rows at the front than one batch holds, then ten good ones.
     sqlx::query(
         "INSERT INTO outbox (event_id, topic, payload) \

@@ -14,6 +14,16 @@ use tokio::net::{TcpListener, TcpStream};
 /// The statement timeout of the pools here (the services use their request timeout).
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// A pool of `size` beside the test's database.
+fn pool_of(pool: &PgPool, size: u32) -> StatementPool {
+    StatementPool::new(
+        (*pool.connect_options()).clone(),
+        size,
+        Duration::from_secs(5),
+        STATEMENT_TIMEOUT,
+    )
+}
+
 async fn backend_pid(pool: &StatementPool) -> i32 {
     let mut lease = pool.lease().await.expect("lease");
     let pid = sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
@@ -25,12 +35,7 @@ async fn backend_pid(pool: &StatementPool) -> i32 {
 
 #[sqlx::test(migrations = false)]
 async fn a_settled_connection_is_back_at_once_and_reused(pool: PgPool) {
-    let writes = StatementPool::new(
-        (*pool.connect_options()).clone(),
-        2,
-        Duration::from_secs(5),
-        STATEMENT_TIMEOUT,
-    );
+    let writes = pool_of(&pool, 2);
     let mut lease = writes.lease().await.unwrap();
     let first: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(lease.conn())
@@ -46,12 +51,7 @@ async fn a_settled_connection_is_back_at_once_and_reused(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_cancelled_query_leaves_no_answer_for_the_next(pool: PgPool) {
-    let writes = StatementPool::new(
-        (*pool.connect_options()).clone(),
-        1,
-        Duration::from_secs(5),
-        STATEMENT_TIMEOUT,
-    );
+    let writes = pool_of(&pool, 1);
     let mut lease = writes.lease().await.unwrap();
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(lease.conn())
@@ -81,12 +81,7 @@ async fn a_transaction_dropped_midway_rolls_back_and_releases_its_lock(pool: PgP
         .execute(&pool)
         .await
         .unwrap();
-    let writes = StatementPool::new(
-        (*pool.connect_options()).clone(),
-        1,
-        Duration::from_secs(5),
-        STATEMENT_TIMEOUT,
-    );
+    let writes = pool_of(&pool, 1);
     let mut lease = writes.lease().await.unwrap();
     let mut tx = lease.conn().begin().await.unwrap();
     sqlx::query("UPDATE t SET v = 1 WHERE id = 1")
@@ -120,12 +115,7 @@ async fn a_transaction_dropped_midway_rolls_back_and_releases_its_lock(pool: PgP
 
 #[sqlx::test(migrations = false)]
 async fn a_connection_the_server_closed_is_replaced(pool: PgPool) {
-    let writes = StatementPool::new(
-        (*pool.connect_options()).clone(),
-        1,
-        Duration::from_secs(5),
-        STATEMENT_TIMEOUT,
-    );
+    let writes = pool_of(&pool, 1);
     let pid = backend_pid(&writes).await;
     let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
         .bind(pid)

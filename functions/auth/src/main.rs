@@ -1,17 +1,3 @@
-use std::process::ExitCode;
-
-use clap::Parser;
-
-fn main() -> ExitCode {
-    common::runtime::block_on(async {
-        let config = auth::Config::parse();
-        common::telemetry::init(&config.platform);
-        match auth::run(config).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(error = %e, "auth stopped");
-                ExitCode::FAILURE
-            }
-        }
-    })
+fn main() -> std::process::ExitCode {
+    common::runtime::service_main("auth", |c: &auth::Config| &c.platform, auth::run)
 }

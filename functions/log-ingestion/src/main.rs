@@ -1,17 +1,7 @@
-use std::process::ExitCode;
-
-use clap::Parser;
-
-fn main() -> ExitCode {
-    common::runtime::block_on(async {
-        let config = log_ingestion::api::Config::parse();
-        common::telemetry::init(&config.platform);
-        match log_ingestion::api::run(config).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(error = %e, "log-ingestion stopped");
-                ExitCode::FAILURE
-            }
-        }
-    })
+fn main() -> std::process::ExitCode {
+    common::runtime::service_main(
+        "log-ingestion",
+        |c: &log_ingestion::api::Config| &c.platform,
+        log_ingestion::api::run,
+    )
 }

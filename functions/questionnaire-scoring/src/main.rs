@@ -1,18 +1,7 @@
-use std::process::ExitCode;
-
-use clap::Parser;
-use questionnaire_scoring::Config;
-
-fn main() -> ExitCode {
-    common::runtime::block_on(async {
-        let config = Config::parse();
-        common::telemetry::init(&config.platform);
-        match questionnaire_scoring::run(config).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(error = %e, "questionnaire-scoring stopped");
-                ExitCode::FAILURE
-            }
-        }
-    })
+fn main() -> std::process::ExitCode {
+    common::runtime::service_main(
+        "questionnaire-scoring",
+        |c: &questionnaire_scoring::Config| &c.platform,
+        questionnaire_scoring::run,
+    )
 }
